@@ -1,0 +1,138 @@
+/**
+ * The error set every Cairn store speaks.
+ *
+ * Backends map their own failures (HTTP statuses, errno codes) onto these
+ * classes at the boundary, so that callers can branch on `code` (stable
+ * across releases) or `instanceof` without knowing which backend they use.
+ * The original error is always kept as `cause`, never flattened to a string.
+ *
+ * @module
+ */
+
+/** Stable machine-readable codes, one per error class. */
+export type CairnErrorCode =
+  | 'ERR_NOT_FOUND'
+  | 'ERR_INTEGRITY'
+  | 'ERR_CONFLICT'
+  | 'ERR_READ_ONLY'
+  | 'ERR_UNSUPPORTED'
+  | 'ERR_INVALID_HASH'
+  | 'ERR_INVALID_REF_NAME'
+  | 'ERR_INVALID_ARGUMENT'
+  | 'ERR_PERMISSION'
+  | 'ERR_BACKEND'
+  | 'ERR_ABORTED'
+  | 'ERR_CLOSED'
+  | 'ERR_CORRUPT_STORE';
+
+/** What an error concerns: an object key, a ref name, a path, a bucket. */
+export interface ErrorSubject {
+  /** The object hash (text form) or key concerned. */
+  key?: string;
+  /** The ref name concerned. */
+  ref?: string;
+  /** The original error, kept as is. */
+  cause?: unknown;
+}
+
+/** Base class of every error Cairn throws on purpose. */
+export abstract class CairnError extends Error {
+  abstract readonly code: CairnErrorCode;
+  readonly key: string | undefined;
+  readonly ref: string | undefined;
+
+  constructor(message: string, subject: ErrorSubject = {}) {
+    super(message, subject.cause === undefined ? undefined : { cause: subject.cause });
+    this.key = subject.key;
+    this.ref = subject.ref;
+  }
+}
+
+/** The object or ref does not exist. */
+export class NotFoundError extends CairnError {
+  override readonly name = 'NotFoundError';
+  readonly code = 'ERR_NOT_FOUND';
+}
+
+/** Bytes do not match the hash they are stored under: corruption or tampering. */
+export class IntegrityError extends CairnError {
+  override readonly name = 'IntegrityError';
+  readonly code = 'ERR_INTEGRITY';
+}
+
+/** A conditional write lost: the ref did not hold the expected value. */
+export class ConflictError extends CairnError {
+  override readonly name = 'ConflictError';
+  readonly code = 'ERR_CONFLICT';
+}
+
+/** A write was attempted on a read-only store. Nothing was changed. */
+export class ReadOnlyError extends CairnError {
+  override readonly name = 'ReadOnlyError';
+  readonly code = 'ERR_READ_ONLY';
+}
+
+/** The backend cannot do this safely (for example, a server that ignores conditional writes). */
+export class UnsupportedError extends CairnError {
+  override readonly name = 'UnsupportedError';
+  readonly code = 'ERR_UNSUPPORTED';
+}
+
+/** Text that should have been a hash is not one. */
+export class InvalidHashError extends CairnError {
+  override readonly name = 'InvalidHashError';
+  readonly code = 'ERR_INVALID_HASH';
+}
+
+/** A ref name outside the allowed alphabet or shape. */
+export class InvalidRefNameError extends CairnError {
+  override readonly name = 'InvalidRefNameError';
+  readonly code = 'ERR_INVALID_REF_NAME';
+}
+
+/** An option or argument with a bad value; the message names it. */
+export class InvalidArgumentError extends CairnError {
+  override readonly name = 'InvalidArgumentError';
+  readonly code = 'ERR_INVALID_ARGUMENT';
+}
+
+/** The backend refused access (HTTP 403, EACCES). */
+export class PermissionError extends CairnError {
+  override readonly name = 'PermissionError';
+  readonly code = 'ERR_PERMISSION';
+}
+
+/** Any other backend failure. `retryable` says whether trying again may help. */
+export class BackendError extends CairnError {
+  override readonly name = 'BackendError';
+  readonly code = 'ERR_BACKEND';
+  readonly retryable: boolean;
+
+  constructor(message: string, subject: ErrorSubject & { retryable?: boolean } = {}) {
+    super(message, subject);
+    this.retryable = subject.retryable ?? false;
+  }
+}
+
+/** The operation was cancelled through its `AbortSignal`. */
+export class AbortError extends CairnError {
+  override readonly name = 'AbortError';
+  readonly code = 'ERR_ABORTED';
+}
+
+/** The store was closed; open a new one. */
+export class ClosedError extends CairnError {
+  override readonly name = 'ClosedError';
+  readonly code = 'ERR_CLOSED';
+}
+
+/** A store's files are not a Cairn store, or are of an unknown layout. */
+export class CorruptStoreError extends CairnError {
+  override readonly name = 'CorruptStoreError';
+  readonly code = 'ERR_CORRUPT_STORE';
+}
+
+/** True when `error` is a Cairn error with the given code. */
+export function isCairnError(error: unknown, code?: CairnErrorCode): error is CairnError {
+  return error instanceof CairnError && (code === undefined || error.code === code);
+}
