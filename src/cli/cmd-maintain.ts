@@ -1,0 +1,233 @@
+/**
+ * Store maintenance: `init`, `verify`, `gc`.
+ *
+ * @module
+ */
+import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Hash } from '../hash.js';
+import { PendingJournal, RESERVED_PREFIX } from '../layers/journal.js';
+import { collectGarbage, type GcState } from '../snapshot/gc.js';
+import { verifyStore, type VerifyResult } from '../snapshot/verify.js';
+import type { Store } from '../store.js';
+import type { Command, Context } from './command.js';
+import { remoteFrom, parseRemote, saveConfig, type ResolvedConfig, resolveConfig } from './config.js';
+import { EXIT, UsageError } from './exit-codes.js';
+import { formatBytes } from './output.js';
+import { formatDuration, parseDuration } from './resolve.js';
+import { configFlags, openLocal, openRemote, withStores } from './stores.js';
+
+/**
+ * Refs users made. The layered store keeps its own records under `.cairn/`
+ * (pending uploads, remote-tracking values): they are not roots. Objects
+ * still waiting to be pushed are kept as they are (not followed), so that
+ * push finds everything it promised to upload; gc after push collects them.
+ */
+const userRef = (name: string): boolean => !name.startsWith(RESERVED_PREFIX);
+
+export const init: Command = {
+  name: 'init',
+  summary: 'create the local store, optionally saving a remote',
+  usage: 'init [--remote URL] [--endpoint URL] [--region R] [--path-style]',
+  description: [
+    'Creates the local store directory (.cairn, or --dir / CAIRN_DIR). With --remote, checks that the',
+    'remote can be opened (a file:// remote is created) and saves it, with its S3 options, in the',
+    "local store's config.json. Running init again changes the saved remote. Credentials are never saved.",
+  ].join('\n'),
+  examples: [
+    'cairn init --remote file:///srv/backups/cairn',
+    'cairn init --remote s3://my-bucket/cairn/ --endpoint http://127.0.0.1:9000 --path-style',
+  ],
+  async run(ctx) {
+    if (ctx.positionals.length > 0) throw new UsageError('init takes no arguments; give the remote with --remote URL');
+    const flags = configFlags(ctx);
+    const config = await resolveConfig(flags, ctx.env);
+    const remote = remoteFrom(flags, ctx.env, config.saved);
+    // Check the remote before creating anything: a bad remote leaves the disk untouched.
+    if (remote !== undefined) {
+      const target = parseRemote(remote);
+      const store = await openRemote(target, { create: true, signal: ctx.signal });
+      try {
+        await store.hasMany([], { signal: ctx.signal });
+        for await (const _ of store.listRefs('', { signal: ctx.signal })) break;
+      } finally {
+        await store.close();
+      }
+    }
+    const local = await openLocal(config, { create: true });
+    let hasRefs = false;
+    try {
+      for await (const _ of local.listRefs('', { signal: ctx.signal })) {
+        hasRefs = true;
+        break;
+      }
+    } finally {
+      await local.close();
+    }
+    const saved = { version: 1 as const, remote: remote ?? config.saved?.remote };
+    await saveConfig(config.dir, saved);
+    ctx.out.line(
+      `${config.saved === undefined ? 'initialized' : 'updated'} Cairn store in ${config.dir}` +
+        (saved.remote !== undefined ? ` (remote ${parseRemote(saved.remote).display})` : ' (no remote; add one with "cairn init --remote URL")'),
+    );
+    if (hasRefs && remote !== undefined && remote.url !== config.saved?.remote?.url) {
+      // Objects written before this remote existed were never journaled for upload.
+      ctx.out.note('this store already has snapshots: run "cairn push --all" once to upload them to the new remote');
+    }
+    ctx.out.result({ dir: config.dir, remote: saved.remote ?? null });
+    return EXIT.ok;
+  },
+};
+
+function verifyLines(ctx: Context, where: string, result: VerifyResult): void {
+  for (const h of result.corrupt) ctx.out.line(`corrupt ${where} ${h}`);
+  for (const h of result.missing) ctx.out.line(`missing ${where} ${h}`);
+  ctx.out.note(
+    `${where}: ${result.checked.toLocaleString('en-US')} objects (${formatBytes(result.bytes)}) re-hashed; ` +
+      `${result.corrupt.length} corrupt, ${result.missing.length} missing`,
+  );
+}
+
+export const verify: Command = {
+  name: 'verify',
+  summary: 're-hash every object, local and remote; list corrupt ones (exit 5 if any)',
+  usage: 'verify [--local-only | --remote-only]',
+  description: [
+    'Reads every object back and checks it against its hash, and checks that everything a ref',
+    'reaches is present. Prints "corrupt <where> <hash>" and "missing <where> <hash>" lines and',
+    'exits 5 if anything is wrong. Repair a corrupt local object by deleting it and pulling again.',
+  ].join('\n'),
+  options: { 'local-only': { type: 'boolean' }, 'remote-only': { type: 'boolean' } },
+  optionHelp: { 'local-only': 'check only the local store', 'remote-only': 'check only the remote' },
+  examples: ['cairn verify', 'cairn verify --remote-only --json'],
+  async run(ctx) {
+    if (ctx.positionals.length > 0) throw new UsageError('verify takes no arguments');
+    const localOnly = ctx.values['local-only'] === true;
+    const remoteOnly = ctx.values['remote-only'] === true;
+    if (localOnly && remoteOnly) throw new UsageError('give at most one of --local-only and --remote-only');
+    return withStores(ctx, { needRemote: remoteOnly }, async (stores) => {
+      const targets: Array<readonly [string, Store]> = [];
+      if (!remoteOnly) targets.push(['local', stores.local]);
+      if (!localOnly && stores.remote !== undefined) targets.push(['remote', stores.remote]);
+      const report: Record<string, VerifyResult> = {};
+      for (const [where, store] of targets) {
+        const result = await verifyStore(store, { signal: ctx.signal, refFilter: userRef, onProgress: ctx.out.progress(`verify ${where}`, 'objects') });
+        ctx.out.done();
+        verifyLines(ctx, where, result);
+        report[where] = result;
+      }
+      const ok = Object.values(report).every((r) => r.ok);
+      ctx.out.result({ ok, ...report });
+      return ok ? EXIT.ok : EXIT.corrupt;
+    });
+  },
+};
+
+async function loadGcState(path: string): Promise<GcState> {
+  try {
+    return JSON.parse(await readFile(path, 'utf8')) as GcState;
+  } catch {
+    return {}; // no state yet (or unreadable): every unreachable object starts its grace period now
+  }
+}
+
+async function saveGcState(path: string, state: GcState): Promise<void> {
+  const tmp = `${path}.tmp-${process.pid}`;
+  await writeFile(tmp, JSON.stringify(state));
+  await rename(tmp, path);
+}
+
+function gcStatePath(config: ResolvedConfig, remote: boolean): string {
+  return join(config.dir, remote ? 'gc-state-remote.json' : 'gc-state.json');
+}
+
+export const gc: Command = {
+  name: 'gc',
+  summary: 'delete objects no ref reaches (dry run unless --force)',
+  usage: 'gc [--force] [--grace 1h] [--remote-store]',
+  description: [
+    'Lists every object that no ref reaches (a dry run: nothing is deleted). With --force (or --yes),',
+    'deletes those that have been unreachable for at least the grace period, measured from the first',
+    'gc run that saw them unreachable (state kept in the local directory). The grace period protects',
+    'a snapshot being written by another process, whose objects exist before its ref does.',
+    '--remote-store collects the remote instead, keeping what local or remote refs reach.',
+  ].join('\n'),
+  options: {
+    force: { type: 'boolean' },
+    yes: { type: 'boolean', short: 'y' },
+    'dry-run': { type: 'boolean', short: 'n' },
+    grace: { type: 'string' },
+    'remote-store': { type: 'boolean' },
+  },
+  optionHelp: {
+    force: 'delete (default: dry run)',
+    yes: 'same as --force',
+    'dry-run': 'list only (the default)',
+    grace: 'only delete objects unreachable for at least this long: 0, 30s, 10m, 1h, 7d (default 1h)',
+    'remote-store': 'collect the remote store instead of the local one',
+  },
+  examples: ['cairn gc                      # list what would go', 'cairn gc --force --grace 0     # delete every unreachable object now'],
+  async run(ctx) {
+    if (ctx.positionals.length > 0) throw new UsageError('gc takes no arguments');
+    const force = ctx.values.force === true || ctx.values.yes === true;
+    if (force && ctx.values['dry-run'] === true) throw new UsageError('give either --force or --dry-run, not both');
+    const graceMs = ctx.values.grace === undefined ? 3_600_000 : parseDuration(ctx.values.grace as string, 'grace');
+    const onRemote = ctx.values['remote-store'] === true;
+    return withStores(ctx, { write: force, needRemote: onRemote }, async (stores) => {
+      const store = onRemote ? stores.remote! : stores.local;
+      const extraRoots: Hash[] = [];
+      if (onRemote) {
+        for await (const r of stores.local.listRefs('', { signal: ctx.signal })) if (userRef(r.name)) extraRoots.push(r.hash);
+      }
+      // Objects waiting to be pushed, and the layered store's records of them, stay until pushed.
+      const keep: Hash[] = [];
+      if (!onRemote) {
+        const journal = new PendingJournal(stores.local);
+        for await (const record of journal.records({ signal: ctx.signal })) {
+          keep.push(record.hash);
+          for (const pending of (await journal.read(record, { signal: ctx.signal })) ?? []) keep.push(pending.hash);
+        }
+      }
+      const statePath = gcStatePath(stores.config, onRemote);
+      const result = await collectGarbage(store, {
+        signal: ctx.signal,
+        graceMs,
+        state: await loadGcState(statePath),
+        dryRun: !force,
+        extraRoots,
+        keep,
+        refFilter: userRef,
+        onProgress: ctx.out.progress('gc', 'objects'),
+      });
+      ctx.out.done();
+      await mkdir(stores.config.dir, { recursive: true });
+      await saveGcState(statePath, result.state);
+      const where = onRemote ? 'remote' : 'local';
+      if (force) {
+        for (const h of result.deleted) ctx.out.line(h);
+        const waiting = result.unreachable.length - result.deleted.length;
+        ctx.out.note(
+          `${where}: deleted ${result.deleted.length} of ${result.unreachable.length} unreachable objects` +
+            (waiting > 0 ? `; ${waiting} are younger than the ${formatDuration(graceMs)} grace period and were kept` : ''),
+        );
+      } else {
+        for (const h of result.unreachable) ctx.out.line(h);
+        ctx.out.note(
+          `${where}: ${result.unreachable.length} of ${result.total} objects are unreachable; ` +
+            `${result.eligible.length} past the ${formatDuration(graceMs)} grace period would be deleted by "cairn gc --force" (dry run: nothing deleted)`,
+        );
+      }
+      ctx.out.result({
+        store: where,
+        dryRun: !force,
+        graceMs,
+        total: result.total,
+        reachable: result.reachable,
+        unreachable: result.unreachable,
+        eligible: result.eligible,
+        deleted: result.deleted,
+      });
+      return EXIT.ok;
+    });
+  },
+};

@@ -1,0 +1,244 @@
+/**
+ * Sync commands: `push`, `pull`, `sync`, `status`.
+ *
+ * @module
+ */
+import { ConflictError } from '../errors.js';
+import type { Hash } from '../hash.js';
+import { PENDING_PREFIX } from '../layers/journal.js';
+import type { PullResult, PushResult } from '../layers/layered.js';
+import { reachableFrom } from '../snapshot/gc.js';
+import { forEachLimit } from '../snapshot/progress.js';
+import { parseHash } from '../hash.js';
+import type { Store } from '../store.js';
+import type { Command, Context } from './command.js';
+import { EXIT, UsageError } from './exit-codes.js';
+import { formatBytes } from './output.js';
+import { withStores, type Stores } from './stores.js';
+
+const short = (h: Hash | undefined): string => (h === undefined ? '(none)' : h.toString());
+
+function noArgs(ctx: Context, name: string): void {
+  if (ctx.positionals.length > 0) throw new UsageError(`${name} takes no arguments; see "cairn ${name} --help"`);
+}
+
+/** Everything reachable from a root, for `pull --objects` (read through the layered store, which copies it down). */
+async function* reachableObjects(root: Hash, store: Store): AsyncIterable<string> {
+  const { reachable } = await reachableFrom(store, [root]);
+  yield* reachable;
+}
+
+/**
+ * Uploads every object reachable from local refs that the remote lacks:
+ * for objects written before the remote was configured, which no journal
+ * names. Returns how many were uploaded.
+ */
+async function uploadReachable(ctx: Context, stores: Stores): Promise<number> {
+  const roots: Hash[] = [];
+  for await (const r of stores.main.listRefs('', { signal: ctx.signal })) roots.push(r.hash);
+  const { reachable } = await reachableFrom(stores.local, roots, { signal: ctx.signal });
+  const all = [...reachable].map((text) => parseHash(text));
+  const remote = stores.remote!;
+  let uploaded = 0;
+  let checked = 0;
+  const progress = ctx.out.progress('push --all', 'objects');
+  for (let i = 0; i < all.length; i += 500) {
+    const batch = all.slice(i, i + 500);
+    const present = await remote.hasMany(batch, { signal: ctx.signal });
+    const missing = batch.filter((_, k) => present[k] !== true);
+    await forEachLimit(missing, 8, async (hash) => {
+      await remote.put(stores.local.getStream(hash, { signal: ctx.signal }), { algorithm: hash.algorithm, signal: ctx.signal });
+      uploaded++;
+    });
+    checked += batch.length;
+    progress({ phase: 'push --all', done: checked, total: all.length, bytes: 0 });
+  }
+  ctx.out.done();
+  return uploaded;
+}
+
+/**
+ * The layered store drops a pending-upload record in the background once
+ * its objects are uploaded, after push resolves. This process exits right
+ * after push, so wait (briefly) for those removals: a record left behind
+ * would make the next push upload its objects again.
+ */
+async function settleJournal(stores: Stores): Promise<void> {
+  const deadline = Date.now() + 3000;
+  while (Date.now() < deadline) {
+    let left = false;
+    for await (const _ of stores.local.listRefs(PENDING_PREFIX)) {
+      left = true;
+      break;
+    }
+    if (!left) return;
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+
+async function runPush(ctx: Context, stores: Stores): Promise<{ result: PushResult; uploaded: number; bytes: number; skipped: number }> {
+  const stack = stores.layered!;
+  const progress = ctx.out.progress('push', 'objects');
+  const before = stack.progress();
+  const onProgress = (p: { objectsDone: number; objectsTotal: number; bytesDone: number; bytesTotal: number }): void =>
+    progress({
+      phase: 'push',
+      done: p.objectsDone - before.objectsDone,
+      total: p.objectsTotal - before.objectsTotal,
+      bytes: p.bytesDone - before.bytesDone,
+      totalBytes: p.bytesTotal - before.bytesTotal,
+    });
+  stack.on('progress', onProgress);
+  try {
+    let extra = 0;
+    if (ctx.values.all === true) extra = await uploadReachable(ctx, stores);
+    const result = await stack.push({ signal: ctx.signal, prefix: ctx.values.prefix as string | undefined });
+    await settleJournal(stores);
+    const after = stack.progress();
+    const skipped = after.objectsSkipped - before.objectsSkipped;
+    return {
+      result,
+      uploaded: after.objectsDone - before.objectsDone - skipped + extra,
+      bytes: after.bytesDone - before.bytesDone,
+      skipped,
+    };
+  } finally {
+    stack.off('progress', onProgress);
+    ctx.out.done();
+  }
+}
+
+function reportPush(ctx: Context, push: Awaited<ReturnType<typeof runPush>>): void {
+  for (const c of push.result.pushed) ctx.out.line(`pushed ${c.ref} ${short(c.from)} -> ${short(c.to)}`);
+  for (const c of push.result.conflicts) ctx.out.line(`conflict ${c.ref} local ${short(c.local)} remote ${short(c.remote)}`);
+  ctx.out.note(
+    `push: uploaded ${push.uploaded.toLocaleString('en-US')} objects (${formatBytes(push.bytes)})` +
+      (push.skipped > 0 ? `, ${push.skipped.toLocaleString('en-US')} already in the remote` : '') +
+      `; ${push.result.pushed.length} refs pushed, ${push.result.upToDate.length} up to date, ${push.result.conflicts.length} conflicts`,
+  );
+}
+
+function reportPull(ctx: Context, pull: PullResult): void {
+  for (const c of pull.updated) ctx.out.line(`updated ${c.ref} ${short(c.from)} -> ${short(c.to)}`);
+  for (const c of pull.diverged) ctx.out.line(`diverged ${c.ref} local ${short(c.local)} remote ${short(c.remote)}`);
+  ctx.out.note(
+    `pull: ${pull.updated.length} refs updated, ${pull.upToDate.length} up to date, ${pull.diverged.length} diverged` +
+      (pull.objects > 0 ? `; ${pull.objects.toLocaleString('en-US')} objects copied` : ''),
+  );
+}
+
+const conflictLine = (what: string, n: number): ConflictError =>
+  new ConflictError(
+    `${n} ref(s) ${what}; nothing was overwritten. Run "cairn status" to see both values, then "cairn ref set" the one to keep and sync again`,
+  );
+
+const prefixOption = { prefix: { type: 'string' } } as const;
+const prefixHelp = { prefix: 'only refs whose name starts with this (e.g. snapshots/)' };
+
+export const push: Command = {
+  name: 'push',
+  summary: 'upload pending objects, then publish local refs to the remote',
+  usage: 'push [--prefix P] [--all]',
+  description: [
+    'Uploads every object written since the last push (snapshots, puts), then advances each remote',
+    'ref by compare-and-swap. A remote ref that moved since your last sync is a conflict: it is not',
+    'overwritten, and push exits 4. A published ref never names an object the remote lacks.',
+  ].join('\n'),
+  options: { ...prefixOption, all: { type: 'boolean' } },
+  optionHelp: { ...prefixHelp, all: 'also upload objects written before the remote was configured (checks every reachable object)' },
+  examples: ['cairn push', 'cairn push --prefix snapshots/ --json'],
+  async run(ctx) {
+    noArgs(ctx, 'push');
+    return withStores(ctx, { write: true, needRemote: true }, async (stores) => {
+      const pushed = await runPush(ctx, stores);
+      reportPush(ctx, pushed);
+      ctx.out.result({ ...pushed.result, uploaded: pushed.uploaded, uploadedBytes: pushed.bytes, alreadyRemote: pushed.skipped });
+      if (pushed.result.conflicts.length > 0) throw conflictLine('changed on the remote since your last sync', pushed.result.conflicts.length);
+      return EXIT.ok;
+    });
+  },
+};
+
+export const pull: Command = {
+  name: 'pull',
+  summary: "bring the remote's refs (and with --objects, their objects) into the local store",
+  usage: 'pull [--prefix P] [--objects]',
+  description: [
+    'Takes each remote ref that the local store has not changed since the last sync. A ref changed on',
+    'both sides is reported as diverged, keeps its local value, and pull exits 4. Objects are fetched',
+    'lazily on first read, or all at once with --objects (for offline use).',
+  ].join('\n'),
+  options: { ...prefixOption, objects: { type: 'boolean' } },
+  optionHelp: { ...prefixHelp, objects: 'copy every object the pulled refs reach into the local store now' },
+  examples: ['cairn pull && cairn restore snapshots/photos ./photos', 'cairn pull --objects'],
+  async run(ctx) {
+    noArgs(ctx, 'pull');
+    return withStores(ctx, { write: true, needRemote: true }, async (stores) => {
+      const result = await stores.layered!.pull({
+        signal: ctx.signal,
+        prefix: ctx.values.prefix as string | undefined,
+        objects: ctx.values.objects === true ? reachableObjects : false,
+      });
+      reportPull(ctx, result);
+      ctx.out.result(result);
+      if (result.diverged.length > 0) throw conflictLine('changed both locally and on the remote', result.diverged.length);
+      return EXIT.ok;
+    });
+  },
+};
+
+export const sync: Command = {
+  name: 'sync',
+  summary: 'push, then pull',
+  usage: 'sync [--prefix P] [--objects]',
+  description: 'Publishes local work (or reports its conflicts), then takes what others published. Exits 4 on any conflict.',
+  options: { ...prefixOption, objects: { type: 'boolean' } },
+  optionHelp: { ...prefixHelp, objects: 'copy every object the pulled refs reach into the local store now' },
+  examples: ['cairn sync'],
+  async run(ctx) {
+    noArgs(ctx, 'sync');
+    return withStores(ctx, { write: true, needRemote: true }, async (stores) => {
+      const pushed = await runPush(ctx, stores);
+      reportPush(ctx, pushed);
+      const pulled = await stores.layered!.pull({
+        signal: ctx.signal,
+        prefix: ctx.values.prefix as string | undefined,
+        objects: ctx.values.objects === true ? reachableObjects : false,
+      });
+      reportPull(ctx, pulled);
+      ctx.out.result({ push: { ...pushed.result, uploaded: pushed.uploaded }, pull: pulled });
+      const conflicts = pushed.result.conflicts.length + pulled.diverged.length;
+      if (conflicts > 0) throw conflictLine('conflict between local and remote', conflicts);
+      return EXIT.ok;
+    });
+  },
+};
+
+export const status: Command = {
+  name: 'status',
+  summary: 'show pending uploads and refs ahead of or behind the remote',
+  usage: 'status [--prefix P]',
+  options: prefixOption,
+  optionHelp: prefixHelp,
+  examples: ['cairn status', 'cairn status --json'],
+  async run(ctx) {
+    noArgs(ctx, 'status');
+    return withStores(ctx, { needRemote: true }, async (stores) => {
+      const s = await stores.layered!.status({ signal: ctx.signal, prefix: ctx.values.prefix as string | undefined });
+      ctx.out.line(`remote: ${stores.config.remote!.display}`);
+      ctx.out.line(`pending: ${s.pendingObjects.toLocaleString('en-US')} objects (${formatBytes(s.pendingBytes)}) to upload`);
+      for (const f of s.failures) ctx.out.line(`failed: ${f.hash.toString()}: ${f.error.message}`);
+      for (const r of s.refs) {
+        ctx.out.line(`${r.state.padEnd(10)} ${r.ref}  local ${short(r.local)}  remote ${short(r.remote)}`);
+      }
+      ctx.out.result({
+        remote: stores.config.remote!.display,
+        pendingObjects: s.pendingObjects,
+        pendingBytes: s.pendingBytes,
+        failures: s.failures.map((f) => ({ hash: f.hash.toString(), error: f.error.message })),
+        refs: s.refs,
+      });
+      return EXIT.ok;
+    });
+  },
+};

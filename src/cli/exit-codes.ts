@@ -1,0 +1,76 @@
+/**
+ * Exit codes of the `cairn` command, and the mapping from errors to codes
+ * and to the one line a person reads. Documented in `docs/cli.md`.
+ *
+ * @module
+ */
+import { isCairnError, type CairnError } from '../errors.js';
+
+/** Every exit code `cairn` uses. Stable: scripts branch on them. */
+export const EXIT = {
+  /** Success (for `has`: the object is present; for `verify`: nothing is wrong). */
+  ok: 0,
+  /** The operation failed: a backend, file system or unexpected error. */
+  failed: 1,
+  /** Bad usage: unknown command or option, bad hash, bad ref name, bad argument. */
+  usage: 2,
+  /** Something named does not exist: an object, a ref, a directory, a bucket. */
+  notFound: 3,
+  /** A compare-and-swap lost, or a push/pull found diverged refs. */
+  conflict: 4,
+  /** Corrupt or missing data found (`verify`), or an object failed its hash check. */
+  corrupt: 5,
+  /** The remote refused access or could not be reached (credentials, permissions, network). */
+  remote: 6,
+  /** Stopped by Ctrl-C (SIGINT) or SIGTERM; nothing was left half-written. */
+  interrupted: 130,
+} as const;
+
+/** A usage problem found by the CLI itself (before any store is touched). */
+export class UsageError extends Error {
+  override readonly name = 'UsageError';
+  readonly code = 'ERR_USAGE';
+}
+
+/** Exit code for an error thrown by a command. */
+export function exitCodeOf(error: unknown): number {
+  if (error instanceof UsageError) return EXIT.usage;
+  if (!isCairnError(error)) return EXIT.failed;
+  switch (error.code) {
+    case 'ERR_INVALID_HASH':
+    case 'ERR_INVALID_REF_NAME':
+    case 'ERR_INVALID_ARGUMENT':
+      return EXIT.usage;
+    case 'ERR_NOT_FOUND':
+      return EXIT.notFound;
+    case 'ERR_CONFLICT':
+      return EXIT.conflict;
+    case 'ERR_INTEGRITY':
+    case 'ERR_CORRUPT_STORE':
+      return EXIT.corrupt;
+    case 'ERR_PERMISSION':
+      return EXIT.remote;
+    case 'ERR_ABORTED':
+      return EXIT.interrupted;
+    case 'ERR_BACKEND':
+      return isNetworkError(error) ? EXIT.remote : EXIT.failed;
+    default:
+      return EXIT.failed;
+  }
+}
+
+function isNetworkError(error: CairnError): boolean {
+  let cause: unknown = error.cause;
+  for (let depth = 0; depth < 5 && cause !== undefined && cause !== null; depth++) {
+    const code = (cause as { code?: unknown }).code;
+    if (typeof code === 'string' && /^(ECONNREFUSED|ENOTFOUND|EAI_AGAIN|ETIMEDOUT|ECONNRESET|EHOSTUNREACH|ENETUNREACH)$/.test(code)) return true;
+    cause = (cause as { cause?: unknown }).cause;
+  }
+  return /unreachable|could not connect|connect ECONNREFUSED|timed out/i.test(error.message);
+}
+
+/** The error as one line: newlines flattened, never a stack. */
+export function oneLine(error: unknown): string {
+  const message = error instanceof Error ? error.message : String(error);
+  return message.replace(/\s*\n\s*/g, ' ').trim() || 'unknown error';
+}

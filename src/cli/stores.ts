@@ -1,0 +1,124 @@
+/**
+ * Opening the stores a command works on: the local disk store, the remote
+ * (a disk store for `file://`, an S3 store for `s3://`), and the local one
+ * layered over the remote.
+ *
+ * The layered store is opened with `uploadOnWrite: false`: `snapshot` and
+ * `put` only journal what they write, and `push` uploads it, so work is
+ * done offline and published deliberately. Commands end by closing the two
+ * stores directly rather than the layered one, whose `close()` would upload
+ * everything pending as a side effect of, say, `cairn ref ls`.
+ *
+ * @module
+ */
+import { access, readdir } from 'node:fs/promises';
+import { openDiskStore } from '../backends/disk.js';
+import { NotFoundError } from '../errors.js';
+import { layered, type LayeredStore } from '../layers/layered.js';
+import type { Store } from '../store.js';
+import type { Context } from './command.js';
+import { resolveConfig, type ConfigFlags, type RemoteTarget, type ResolvedConfig } from './config.js';
+import { UsageError } from './exit-codes.js';
+
+/** The stores of one command. */
+export interface Stores {
+  readonly config: ResolvedConfig;
+  /** The local disk store. */
+  readonly local: Store;
+  /** The remote store, when one is configured. */
+  readonly remote: Store | undefined;
+  /** Local layered over remote (reads fall through; writes are journaled for push), or local alone. */
+  readonly main: Store;
+  readonly layered: LayeredStore | undefined;
+}
+
+/** What a command needs. */
+export interface StoreNeeds {
+  /** The command writes (reserved for read-only opening). */
+  write?: boolean;
+  /** Fail with a usage error when no remote is configured. */
+  needRemote?: boolean;
+}
+
+/** The store flags of a command's parsed options. */
+export function configFlags(ctx: Context): ConfigFlags {
+  const v = ctx.values;
+  return {
+    dir: v.dir as string | undefined,
+    remote: v.remote as string | undefined,
+    endpoint: v.endpoint as string | undefined,
+    region: v.region as string | undefined,
+    'path-style': v['path-style'] as boolean | undefined,
+  };
+}
+
+/** Opens the local disk store; unless `create`, a directory `init` never made is a {@link NotFoundError}. */
+export async function openLocal(config: ResolvedConfig, options: { create?: boolean } = {}): Promise<Store> {
+  if (options.create !== true) {
+    const exists = await access(config.storeDir).then(
+      () => true,
+      () => false,
+    );
+    if (!exists) {
+      throw new NotFoundError(`no Cairn store in ${config.dir}; run "cairn init" there, or point --dir / CAIRN_DIR at one`, {
+        key: config.dir,
+      });
+    }
+  }
+  return openDiskStore(config.storeDir);
+}
+
+/** Opens the remote a target names. A `file://` remote is created only with `create`. */
+export async function openRemote(target: RemoteTarget, options: { create?: boolean; signal?: AbortSignal } = {}): Promise<Store> {
+  if (target.kind === 'file') {
+    if (options.create !== true) {
+      const entries = await readdir(target.path).catch(() => undefined);
+      if (entries === undefined) {
+        throw new NotFoundError(
+          `remote ${target.display} does not exist; create it with "cairn init --remote ${target.display}" or check the path`,
+          { key: target.display },
+        );
+      }
+    }
+    return openDiskStore(target.path);
+  }
+  // Loaded only for an S3 remote: the SDK takes most of a second to load, which every command would pay.
+  const { s3Store } = await import('../backends/s3.js');
+  return s3Store({
+    bucket: target.bucket,
+    prefix: target.prefix,
+    endpoint: target.endpoint,
+    region: target.region,
+    forcePathStyle: target.pathStyle || undefined,
+  });
+}
+
+/**
+ * Opens the stores a command needs, runs `fn`, and closes them whatever
+ * happens (closing the underlying stores, never uploading on the way out).
+ *
+ * @example
+ * ```ts
+ * return withStores(ctx, { write: true }, async ({ main }) => { await main.put(bytes); return EXIT.ok; });
+ * ```
+ */
+export async function withStores<T>(ctx: Context, needs: StoreNeeds, fn: (stores: Stores) => Promise<T>): Promise<T> {
+  const config = await resolveConfig(configFlags(ctx), ctx.env);
+  if (needs.needRemote === true && config.remote === undefined) {
+    throw new UsageError('no remote configured; run "cairn init --remote URL" or pass --remote (or set CAIRN_REMOTE)');
+  }
+  const local = await openLocal(config);
+  let remote: Store | undefined;
+  try {
+    remote = config.remote === undefined ? undefined : await openRemote(config.remote, { signal: ctx.signal });
+  } catch (error) {
+    await local.close();
+    throw error;
+  }
+  const stack = remote === undefined ? undefined : layered({ upper: local, lower: remote, uploadOnWrite: false });
+  try {
+    return await fn({ config, local, remote, main: stack ?? local, layered: stack });
+  } finally {
+    await Promise.allSettled([local.close(), remote?.close()]);
+  }
+}
