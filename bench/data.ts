@@ -1,0 +1,115 @@
+/**
+ * Data APIs: stream appends and key-value operations, on memory, disk and
+ * Redis, beside Redis's own primitives (XADD for streams, GET/SET for
+ * key-value) measured in the same run on the same server. Also counts the
+ * store calls one append costs, which is what a remote backend bills.
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { Redis } from 'ioredis';
+import { openDiskStore } from '../src/backends/disk.js';
+import { openRedisStore } from '../src/backends/redis.js';
+import { eventStreams } from '../src/data/streams.js';
+import { keyValue } from '../src/data/kv.js';
+import { memoryStore, type Store } from '../src/index.js';
+import { startRedis } from '../test/support/redis.js';
+import { opsPerSecond, printTable, type Row } from './table.js';
+
+const APPENDS = 400;
+
+/** Wraps a store to count calls per method. */
+function counting(store: Store, counts: Map<string, number>): Store {
+  return new Proxy(store, {
+    get(target, prop, receiver) {
+      const value = Reflect.get(target, prop, receiver) as unknown;
+      if (typeof value !== 'function') return value;
+      return (...args: unknown[]) => {
+        counts.set(String(prop), (counts.get(String(prop)) ?? 0) + 1);
+        return (value as (...a: unknown[]) => unknown).apply(target, args);
+      };
+    },
+  });
+}
+
+/** Appends `APPENDS` events from `writers` concurrent clients; returns appends/s and store calls per append. */
+async function appendRate(open: () => Promise<Store>, writers: number): Promise<{ rate: number; calls: number }> {
+  const counts = new Map<string, number>();
+  const stores = await Promise.all(Array.from({ length: writers }, async () => counting(await open(), counts)));
+  const per = Math.ceil(APPENDS / writers);
+  const start = performance.now();
+  await Promise.all(
+    stores.map(async (store, w) => {
+      const streams = eventStreams(store);
+      for (let i = 0; i < per; i++) await streams.append('bench', { w, i, payload: 'x'.repeat(64) });
+    }),
+  );
+  const seconds = (performance.now() - start) / 1000;
+  await Promise.all(stores.map((s) => s.close()));
+  const calls = [...counts.entries()].filter(([k]) => k !== 'close').reduce((sum, [, n]) => sum + n, 0);
+  return { rate: (per * writers) / seconds, calls: calls / (per * writers) };
+}
+
+/** Redis XADD from `writers` connections: the native stream append. */
+async function xaddRate(url: string, writers: number): Promise<number> {
+  const clients = Array.from({ length: writers }, () => new Redis(url));
+  const per = Math.ceil(APPENDS / writers);
+  const key = `bench-xadd-${writers}`;
+  const start = performance.now();
+  await Promise.all(
+    clients.map(async (client, w) => {
+      for (let i = 0; i < per; i++) await client.xadd(key, '*', 'event', JSON.stringify({ w, i, payload: 'x'.repeat(64) }));
+    }),
+  );
+  const seconds = (performance.now() - start) / 1000;
+  await Promise.all(clients.map((c) => c.quit()));
+  return (per * writers) / seconds;
+}
+
+export async function run(): Promise<void> {
+  const redis = await startRedis();
+  const dir = await mkdtemp(join(tmpdir(), 'cairn-bench-data-'));
+  try {
+    let prefix = 0;
+    const openers: Array<[string, (writers: number) => () => Promise<Store>]> = [
+      // Memory is one process: its writers share one store.
+      ['memory', () => { const m = memoryStore(); return async () => m; }],
+      ['disk', (writers) => { const d = join(dir, `s${writers}`); return () => openDiskStore(d); }],
+      ['redis', (writers) => { const p = `bench${writers}-${++prefix}:`; return () => openRedisStore({ url: redis.url, keyPrefix: p }); }],
+    ];
+    const rows: Row[] = [];
+    for (const writers of [1, 8]) {
+      for (const [name, opener] of openers) {
+        const { rate, calls } = await appendRate(opener(writers), writers);
+        rows.push({ backend: `cairn streams on ${name}`, writers: String(writers), 'appends/s': rate, 'store calls/append': calls });
+      }
+      rows.push({ backend: 'baseline: Redis XADD', writers: String(writers), 'appends/s': await xaddRate(redis.url, writers), 'store calls/append': 1 });
+    }
+    printTable(`Stream appends (${APPENDS} events of about 90 bytes, writers concurrent)`, rows);
+
+    const store = await openRedisStore({ url: redis.url, keyPrefix: 'bench-kv:' });
+    const kv = keyValue(store, { encoding: 'json' });
+    const raw = new Redis(redis.url);
+    const value = { user: 42, name: 'Ada', tags: ['a', 'b'] };
+    let i = 0;
+    const kvPut = await opsPerSecond(() => kv.put(`k${i++ % 1000}`, value), 1000);
+    let j = 0;
+    const kvGet = await opsPerSecond(() => kv.get(`k${j++ % 1000}`), 1000);
+    let k = 0;
+    const rawSet = await opsPerSecond(() => raw.set(`bench-raw:k${k++ % 1000}`, JSON.stringify(value)), 1000);
+    let l = 0;
+    const rawGet = await opsPerSecond(async () => JSON.parse((await raw.get(`bench-raw:k${l++ % 1000}`))!) as unknown, 1000);
+    await raw.quit();
+    await store.close();
+    printTable('Key-value on Redis, one client, sequential (JSON values)', [
+      { operation: 'cairn kv.put (object SET NX + ref script)', 'ops/s': kvPut },
+      { operation: 'baseline: ioredis SET', 'ops/s': rawSet },
+      { operation: 'cairn kv.get (ref HGET + object GET, verified)', 'ops/s': kvGet },
+      { operation: 'baseline: ioredis GET', 'ops/s': rawGet },
+    ]);
+  } finally {
+    await redis.stop();
+    await rm(dir, { recursive: true, force: true });
+  }
+}

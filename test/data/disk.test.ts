@@ -1,0 +1,4 @@
+import { dataSuite } from './suite.js';
+import { diskTarget } from './targets.js';
+
+dataSuite(diskTarget);

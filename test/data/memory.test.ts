@@ -1,0 +1,4 @@
+import { dataSuite } from './suite.js';
+import { memoryTarget } from './targets.js';
+
+dataSuite(memoryTarget);
