@@ -1,0 +1,236 @@
+/**
+ * A lean request path for the hot small-object calls (PUT, GET, HEAD of one
+ * key): SigV4-signed `node:http(s)` requests on the store's keep-alive agent,
+ * without the SDK's middleware stack.
+ *
+ * Why: on these machines the SDK spends about 1-1.2 ms of CPU per 4 KiB
+ * PutObject (endpoint rules, middleware, retry bookkeeping), this path about
+ * 0.45 ms (measured in `bench/s3.ts`'s setting), and on a small machine
+ * shared with the server the client's CPU is the throughput. The SDK still
+ * does everything else: large transfers, listings, ref writes, credentials
+ * (this path asks the SDK client's credential provider, so the standard
+ * chain, refresh and session tokens behave the same).
+ *
+ * Failures are thrown in the SDK's shape (`name` = S3 error code,
+ * `$metadata.httpStatusCode`, `$metadata.attempts`), so `errors.ts` maps
+ * both paths the same way. Throttling (429, 503 SlowDown), 5xx and network
+ * errors are retried with full-jitter exponential backoff; these calls are
+ * idempotent (a content-addressed PUT under `If-None-Match: *` included).
+ *
+ * @module
+ */
+import { createHash, createHmac } from 'node:crypto';
+import { request as httpRequest, type Agent as HttpAgent, type IncomingMessage } from 'node:http';
+import { request as httpsRequest, type Agent as HttpsAgent } from 'node:https';
+import { SignatureV4 } from '@smithy/signature-v4';
+import { sleep } from '../../abort.js';
+
+/** Where and how the direct path sends requests. */
+export interface DirectSettings {
+  /** Scheme, host and port of the endpoint (`https://s3.eu-west-1.amazonaws.com`). */
+  readonly endpoint: URL;
+  /** `endpoint/bucket/key` (true) or `bucket.endpoint/key` (false). */
+  readonly pathStyle: boolean;
+  readonly bucket: string;
+  readonly region: string;
+  /** The SDK client's credential provider (standard chain, cached and refreshed by the SDK). */
+  readonly credentials: () => Promise<{ accessKeyId: string; secretAccessKey: string; sessionToken?: string | undefined }>;
+  readonly agent: HttpAgent | HttpsAgent;
+  readonly connectTimeoutMs: number;
+  readonly requestTimeoutMs: number;
+  readonly maxAttempts: number;
+}
+
+/** A response with its body read. */
+export interface DirectResponse {
+  readonly status: number;
+  readonly headers: IncomingMessage['headers'];
+  readonly body: Buffer;
+}
+
+/** An S3 error answer, shaped like the SDK's service exceptions. */
+export class S3ResponseError extends Error {
+  readonly Code: string;
+  readonly $metadata: { httpStatusCode: number; attempts: number };
+  readonly $fault: 'client' | 'server';
+
+  constructor(status: number, code: string, message: string, attempts: number) {
+    super(message || `${code} (HTTP ${status})`);
+    this.name = code;
+    this.Code = code;
+    this.$metadata = { httpStatusCode: status, attempts };
+    this.$fault = status >= 500 ? 'server' : 'client';
+  }
+}
+
+/** The SHA-256 / HMAC-SHA-256 shape the SigV4 signer asks for, on node:crypto. */
+class NodeSha256 {
+  readonly #key: Buffer | undefined;
+  #chunks: Buffer[] = [];
+  constructor(secret?: unknown) {
+    this.#key = secret === undefined ? undefined : Buffer.from(secret as Uint8Array);
+  }
+  update(data: Uint8Array | string): void {
+    this.#chunks.push(typeof data === 'string' ? Buffer.from(data, 'utf8') : Buffer.from(data));
+  }
+  async digest(): Promise<Uint8Array> {
+    const data = this.#chunks.length === 1 ? this.#chunks[0]! : Buffer.concat(this.#chunks);
+    return this.#key === undefined ? createHash('sha256').update(data).digest() : createHmac('sha256', this.#key).update(data).digest();
+  }
+  reset(): void {
+    this.#chunks = [];
+  }
+}
+
+const EMPTY_SHA256 = 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855';
+const STATUS_CODES: Record<number, string> = { 304: 'NotModified', 403: 'Forbidden', 404: 'NotFound', 412: 'PreconditionFailed' };
+
+/** RFC 3986 encoding of one path segment, as SigV4 wants it. */
+function encodeSegment(segment: string): string {
+  return encodeURIComponent(segment).replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
+}
+
+/** Sends signed single-key requests. */
+export class DirectClient {
+  readonly #settings: DirectSettings;
+  readonly #signer: SignatureV4;
+  readonly #host: string;
+  readonly #hostname: string;
+  readonly #port: number | undefined;
+  readonly #pathBase: string;
+  readonly #request: typeof httpRequest;
+
+  constructor(settings: DirectSettings) {
+    this.#settings = settings;
+    const { endpoint, bucket, pathStyle } = settings;
+    this.#hostname = pathStyle ? endpoint.hostname : `${bucket}.${endpoint.hostname}`;
+    this.#host = endpoint.port === '' ? this.#hostname : `${this.#hostname}:${endpoint.port}`;
+    this.#port = endpoint.port === '' ? undefined : Number(endpoint.port);
+    const basePath = endpoint.pathname.replace(/\/+$/, '');
+    this.#pathBase = pathStyle ? `${basePath}/${encodeSegment(bucket)}/` : `${basePath}/`;
+    this.#request = endpoint.protocol === 'https:' ? (httpsRequest as typeof httpRequest) : httpRequest;
+    this.#signer = new SignatureV4({
+      credentials: settings.credentials,
+      region: settings.region,
+      service: 's3',
+      sha256: NodeSha256,
+      uriEscapePath: false,
+      applyChecksum: true,
+    });
+  }
+
+  /**
+   * Sends one request, retrying throttling, 5xx and network failures. Resolves
+   * with any 2xx answer; rejects with an {@link S3ResponseError} for others
+   * and with the network error (carrying `$metadata.attempts`) if all failed.
+   */
+  async send(
+    method: 'GET' | 'PUT' | 'HEAD',
+    key: string,
+    options: { body?: Uint8Array; sha256?: string | undefined; headers?: Record<string, string>; signal?: AbortSignal | undefined },
+  ): Promise<DirectResponse> {
+    const path = this.#pathBase + key.split('/').map(encodeSegment).join('/');
+    const body = options.body;
+    const sha256 = body === undefined ? EMPTY_SHA256 : (options.sha256 ?? createHash('sha256').update(body).digest('hex'));
+    const maxAttempts = this.#settings.maxAttempts;
+    for (let attempt = 1; ; attempt++) {
+      let outcome: DirectResponse | Error;
+      try {
+        outcome = await this.#once(method, path, body, sha256, options.headers, options.signal);
+      } catch (error) {
+        outcome = error as Error;
+      }
+      if (outcome instanceof Error) {
+        // Only connection failures are worth another try; a credentials error or an abort is not.
+        const transient = outcome.name === 'TimeoutError' || /^(E[A-Z]+|UND_ERR_SOCKET)$/.test(String((outcome as { code?: unknown }).code));
+        const aborted = options.signal?.aborted === true || outcome.name === 'AbortError';
+        if (!transient || aborted || attempt >= maxAttempts) throw Object.assign(outcome, { $metadata: { attempts: attempt } });
+      } else if (outcome.status < 300) {
+        return outcome;
+      } else {
+        const error = this.#errorOf(outcome, attempt);
+        const throttled = outcome.status >= 500 || outcome.status === 429 || error.Code === 'SlowDown';
+        if (!throttled || attempt >= maxAttempts) throw error;
+      }
+      await sleep(Math.random() * Math.min(20_000, 100 * 2 ** attempt), options.signal);
+    }
+  }
+
+  #errorOf(response: DirectResponse, attempts: number): S3ResponseError {
+    const text = response.body.toString('utf8');
+    const code = /<Code>([^<]*)<\/Code>/.exec(text)?.[1] ?? STATUS_CODES[response.status] ?? 'Unknown';
+    const message = /<Message>([^<]*)<\/Message>/.exec(text)?.[1] ?? '';
+    return new S3ResponseError(response.status, code, message, attempts);
+  }
+
+  async #once(
+    method: string,
+    path: string,
+    body: Uint8Array | undefined,
+    sha256: string,
+    extra: Record<string, string> | undefined,
+    signal: AbortSignal | undefined,
+  ): Promise<DirectResponse> {
+    const headers: Record<string, string> = { ...extra, host: this.#host, 'x-amz-content-sha256': sha256 };
+    if (body !== undefined) headers['content-length'] = String(body.length);
+    const signed = await this.#signer.sign({
+      method,
+      protocol: this.#settings.endpoint.protocol,
+      hostname: this.#hostname,
+      path,
+      query: {},
+      headers,
+      ...(this.#port === undefined ? {} : { port: this.#port }),
+    });
+    return new Promise<DirectResponse>((resolve, reject) => {
+      const req = this.#request(
+        {
+          agent: this.#settings.agent as HttpAgent,
+          hostname: this.#settings.endpoint.hostname,
+          ...(this.#port === undefined ? {} : { port: this.#port }),
+          method,
+          path,
+          headers: signed.headers,
+          signal,
+          ...(this.#settings.pathStyle ? {} : { servername: this.#hostname }),
+        },
+        (res) => {
+          const chunks: Buffer[] = [];
+          let received = 0;
+          // A large body is copied into one buffer as it arrives, not held twice by a final concat.
+          const length = method === 'GET' && res.statusCode === 200 ? Number(res.headers['content-length']) : Number.NaN;
+          const whole = Number.isSafeInteger(length) && length > 1 << 20 ? Buffer.allocUnsafe(length) : undefined;
+          res.on('data', (chunk: Buffer) => {
+            if (whole === undefined) chunks.push(chunk);
+            else if (received + chunk.length <= whole.length) chunk.copy(whole, received);
+            received += chunk.length;
+          });
+          res.on('end', () => {
+            if (whole !== undefined && received !== whole.length) {
+              reject(Object.assign(new Error(`the response body had ${received} of ${whole.length} bytes`), { code: 'ECONNRESET' }));
+              return;
+            }
+            resolve({ status: res.statusCode ?? 0, headers: res.headers, body: whole ?? (chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks)) });
+          });
+          res.on('error', reject);
+          res.on('aborted', () => reject(Object.assign(new Error('the response was cut off'), { code: 'ECONNRESET' })));
+        },
+      );
+      req.on('error', reject);
+      // A stalled connection or server fails the request instead of hanging it.
+      req.setTimeout(this.#settings.requestTimeoutMs, () =>
+        req.destroy(Object.assign(new Error(`no data for ${this.#settings.requestTimeoutMs} ms`), { name: 'TimeoutError', code: 'ETIMEDOUT' })),
+      );
+      req.on('socket', (socket) => {
+        if (!socket.connecting) return;
+        const timer = setTimeout(
+          () => req.destroy(Object.assign(new Error(`connect timed out after ${this.#settings.connectTimeoutMs} ms`), { name: 'TimeoutError', code: 'ETIMEDOUT' })),
+          this.#settings.connectTimeoutMs,
+        );
+        socket.once('connect', () => clearTimeout(timer));
+        socket.once('close', () => clearTimeout(timer));
+      });
+      req.end(body === undefined ? undefined : Buffer.from(body.buffer, body.byteOffset, body.length));
+    });
+  }
+}

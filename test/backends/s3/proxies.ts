@@ -1,0 +1,180 @@
+/**
+ * Misbehaving middlemen for the S3 tests, both on 127.0.0.1:
+ *
+ * - {@link lossyProxy}: a TCP proxy that forwards a chosen request, lets the
+ *   server answer it, then drops the connection instead of passing the
+ *   answer on: "the write happened but its response was lost".
+ * - {@link strippingProxy}: an HTTP proxy that removes `If-Match` and
+ *   `If-None-Match` from every request and signs it again (SigV4 covers those
+ *   headers), so the server behind it looks like one that ignores conditional
+ *   writes (as GCS's XML API and some others do).
+ */
+import { createHash, createHmac } from 'node:crypto';
+import { createServer as createHttpServer, request as httpRequest, type IncomingHttpHeaders } from 'node:http';
+import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
+import { SignatureV4 } from '@smithy/signature-v4';
+
+export interface Proxy {
+  readonly endpoint: string;
+  close(): Promise<void>;
+}
+
+export interface LossyProxy extends Proxy {
+  /** Status codes the server gave to requests whose answer was dropped. */
+  readonly dropped: number[];
+  /** Status codes of every request matching `watch`, dropped or not. */
+  readonly watched: number[];
+}
+
+export interface LossyOptions {
+  /** Requests (by their first bytes: request line and headers) whose status is recorded. */
+  watch(head: string): boolean;
+  /** Of the watched requests, those whose answer is dropped. Called once per watched request. */
+  drop(head: string): boolean;
+  /** Runs after the server answered a dropped request and before the client's connection is cut. */
+  onDrop?(): Promise<void>;
+}
+
+function listen(server: { listen(port: number, host: string, cb: () => void): unknown; address(): unknown }): Promise<number> {
+  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve((server.address() as AddressInfo).port)));
+}
+
+/** See the module comment. `target` is an `http://host:port` endpoint. */
+export async function lossyProxy(target: string, options: LossyOptions): Promise<LossyProxy> {
+  const url = new URL(target);
+  const dropped: number[] = [];
+  const watched: number[] = [];
+  const sockets = new Set<Socket>();
+  const server = createServer((client) => {
+    const upstream = connect(Number(url.port), url.hostname);
+    sockets.add(client).add(upstream);
+    let requestStarts = true;
+    let isWatched = false;
+    let isDropped = false;
+    let statusSeen = false;
+    client.on('data', (chunk: Buffer) => {
+      if (requestStarts) {
+        const head = chunk.toString('latin1', 0, Math.min(chunk.length, 4096));
+        isWatched = options.watch(head);
+        isDropped = isWatched && options.drop(head);
+        statusSeen = false;
+        requestStarts = false;
+      }
+      upstream.write(chunk);
+    });
+    upstream.on('data', (chunk: Buffer) => {
+      // The client sends its next request only after this answer: the next client bytes start one.
+      requestStarts = true;
+      if (isWatched && !statusSeen) {
+        statusSeen = true;
+        const status = Number(/^HTTP\/1\.\d (\d{3})/.exec(chunk.toString('latin1', 0, 32))?.[1] ?? 0);
+        watched.push(status);
+        if (isDropped) {
+          dropped.push(status);
+          upstream.pause();
+          void (options.onDrop?.() ?? Promise.resolve()).finally(() => {
+            client.destroy();
+            upstream.destroy();
+          });
+          return;
+        }
+      }
+      if (!isDropped) client.write(chunk);
+    });
+    const end = (): void => {
+      client.destroy();
+      upstream.destroy();
+      sockets.delete(client);
+      sockets.delete(upstream);
+    };
+    client.on('error', end).on('close', end);
+    upstream.on('error', end).on('close', end);
+  });
+  const port = await listen(server);
+  return {
+    endpoint: `http://127.0.0.1:${port}`,
+    dropped,
+    watched,
+    close: () =>
+      new Promise((resolve) => {
+        for (const socket of sockets) socket.destroy();
+        server.close(() => resolve());
+      }),
+  };
+}
+
+/** The SHA-256 / HMAC-SHA-256 shape the SigV4 signer wants, on node:crypto. */
+class NodeSha256 {
+  readonly #key: Buffer | undefined;
+  #chunks: Buffer[] = [];
+  constructor(secret?: unknown) {
+    this.#key = secret === undefined ? undefined : Buffer.from(secret as Uint8Array);
+  }
+  update(data: Uint8Array | string): void {
+    this.#chunks.push(typeof data === 'string' ? Buffer.from(data, 'utf8') : Buffer.from(data));
+  }
+  async digest(): Promise<Uint8Array> {
+    const data = Buffer.concat(this.#chunks);
+    return this.#key === undefined ? createHash('sha256').update(data).digest() : createHmac('sha256', this.#key).update(data).digest();
+  }
+  reset(): void {
+    this.#chunks = [];
+  }
+}
+
+/** See the module comment. Requests are re-signed with `credentials` for `region`. */
+export async function strippingProxy(
+  target: string,
+  credentials: { accessKeyId: string; secretAccessKey: string },
+  region: string,
+): Promise<Proxy> {
+  const url = new URL(target);
+  const signer = new SignatureV4({ credentials, region, service: 's3', sha256: NodeSha256, uriEscapePath: false, applyChecksum: true });
+  const server = createHttpServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      void (async () => {
+        const body = Buffer.concat(chunks);
+        const requestUrl = new URL(req.url ?? '/', target);
+        const headers: Record<string, string> = {};
+        for (const [name, value] of Object.entries(req.headers as IncomingHttpHeaders)) {
+          if (value === undefined) continue;
+          if (['if-match', 'if-none-match', 'authorization', 'x-amz-date', 'host', 'connection'].includes(name)) continue;
+          headers[name] = Array.isArray(value) ? value.join(',') : value;
+        }
+        headers.host = url.host;
+        const query: Record<string, string> = {};
+        requestUrl.searchParams.forEach((v, k) => (query[k] = v));
+        const signed = await signer.sign({
+          method: req.method ?? 'GET',
+          protocol: 'http:',
+          hostname: url.hostname,
+          port: Number(url.port),
+          path: requestUrl.pathname,
+          query,
+          headers,
+          body,
+        });
+        const upstream = httpRequest(
+          { host: url.hostname, port: url.port, method: req.method, path: req.url, headers: signed.headers },
+          (answer) => {
+            res.writeHead(answer.statusCode ?? 502, answer.headers);
+            answer.pipe(res);
+          },
+        );
+        upstream.on('error', () => res.destroy());
+        upstream.end(body);
+      })().catch(() => res.destroy());
+    });
+  });
+  const port = await listen(server);
+  return {
+    endpoint: `http://127.0.0.1:${port}`,
+    close: () =>
+      new Promise((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}
