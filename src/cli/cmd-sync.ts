@@ -5,7 +5,6 @@
  */
 import { ConflictError } from '../errors.js';
 import type { Hash } from '../hash.js';
-import { PENDING_PREFIX } from '../layers/journal.js';
 import type { PullResult, PushResult } from '../layers/layered.js';
 import { reachableFrom } from '../snapshot/gc.js';
 import { forEachLimit } from '../snapshot/progress.js';
@@ -57,25 +56,6 @@ async function uploadReachable(ctx: Context, stores: Stores): Promise<number> {
   return uploaded;
 }
 
-/**
- * The layered store drops a pending-upload record in the background once
- * its objects are uploaded, after push resolves. This process exits right
- * after push, so wait (briefly) for those removals: a record left behind
- * would make the next push upload its objects again.
- */
-async function settleJournal(stores: Stores): Promise<void> {
-  const deadline = Date.now() + 3000;
-  while (Date.now() < deadline) {
-    let left = false;
-    for await (const _ of stores.local.listRefs(PENDING_PREFIX)) {
-      left = true;
-      break;
-    }
-    if (!left) return;
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-}
-
 async function runPush(ctx: Context, stores: Stores): Promise<{ result: PushResult; uploaded: number; bytes: number; skipped: number }> {
   const stack = stores.layered!;
   const progress = ctx.out.progress('push', 'objects');
@@ -93,7 +73,6 @@ async function runPush(ctx: Context, stores: Stores): Promise<{ result: PushResu
     let extra = 0;
     if (ctx.values.all === true) extra = await uploadReachable(ctx, stores);
     const result = await stack.push({ signal: ctx.signal, prefix: ctx.values.prefix as string | undefined });
-    await settleJournal(stores);
     const after = stack.progress();
     const skipped = after.objectsSkipped - before.objectsSkipped;
     return {

@@ -5,9 +5,9 @@
  *
  * The layered store is opened with `uploadOnWrite: false`: `snapshot` and
  * `put` only journal what they write, and `push` uploads it, so work is
- * done offline and published deliberately. Commands end by closing the two
- * stores directly rather than the layered one, whose `close()` would upload
- * everything pending as a side effect of, say, `cairn ref ls`.
+ * done offline and published deliberately. Commands end with
+ * `close({ upload: false })`, so that closing never uploads pending objects
+ * as a side effect of, say, `cairn ref ls`: they stay journaled for `push`.
  *
  * @module
  */
@@ -119,6 +119,7 @@ export async function withStores<T>(ctx: Context, needs: StoreNeeds, fn: (stores
   try {
     return await fn({ config, local, remote, main: stack ?? local, layered: stack });
   } finally {
-    await Promise.allSettled([local.close(), remote?.close()]);
+    // Closing the layered store closes both stores, after its journal removals have finished.
+    await Promise.allSettled(stack === undefined ? [local.close()] : [stack.close({ upload: false })]);
   }
 }

@@ -4,10 +4,12 @@
  * Why in the upper store, as refs: the upper store is already durable and
  * atomic for refs on every backend, so the journal inherits exactly the
  * durability of the objects it describes and needs no file format of its
- * own. A record is written after its objects are in the upper store and
- * before the put that wrote them resolves; it is removed only once all its
- * objects are in the lower store. A crash at any point therefore leaves
- * every acknowledged object either uploaded or named by a record.
+ * own. A record is written before its objects are committed to the upper
+ * store (and so before the put that wrote them resolves); it is removed
+ * only once all its objects are in the lower store. A crash at any point
+ * therefore leaves every object in the upper store that this layer wrote
+ * either uploaded or named by a record; a record may name an object the
+ * crash kept from the upper store, which the layered store then drops.
  *
  * Two record shapes, so that the common case costs one ref write:
  *

@@ -22,7 +22,8 @@
  * ref name. One layered store should own an upper store at a time.
  *
  * Costs: a put is the upper store's put plus one journal ref write
- * (concurrent puts share one), and waits only when the uploader already
+ * (concurrent puts share one; written first, so the object's hash is
+ * computed here too), and waits only when the uploader already
  * holds `maxPendingBytes` (backpressure). A put whose signal fires while it
  * waits for room rejects with {@link AbortError}, but its object is already
  * stored and journaled: it will be uploaded by the next flush or push.
@@ -32,7 +33,7 @@
 import { EventEmitter } from 'node:events';
 import { abortError, throwIfAborted, type AbortOptions } from '../abort.js';
 import { type AbortError, BackendError, ClosedError, InvalidArgumentError, InvalidRefNameError, NotFoundError } from '../errors.js';
-import type { Hash, HashAlgorithm } from '../hash.js';
+import { createHasher, hashBytes, type Hash, type HashAlgorithm } from '../hash.js';
 import { assertObjectSource, chunksOf, isBytes, toHash, verifiedStream, verifyBytes } from '../object-io.js';
 import { assertRefName, assertRefPrefix } from '../ref-name.js';
 import type {
@@ -214,8 +215,22 @@ export function layered(options: LayeredOptions): LayeredStore {
 interface TrackedRecord {
   /** Hash texts not yet known to be in the lower store. */
   readonly remaining: Set<string>;
+  /** Settles once every object is uploaded and the record is removed from the journal (rejects if it could not be removed). */
   readonly retired: Promise<void>;
-  retire(): void;
+  retire(removal: Promise<void>): void;
+}
+
+/** Options of {@link LayeredStore.close}. */
+export interface LayeredCloseOptions {
+  /**
+   * Upload everything pending before closing. With `false`, batches already
+   * in flight finish but nothing else is sent: what is left stays in the
+   * journal (durably, in the upper store) for the next `push` or `flush`,
+   * which is what a short-lived command that only reads (say `cairn ref ls`)
+   * wants.
+   * @default the store's `uploadOnWrite`
+   */
+  upload?: boolean | undefined;
 }
 
 /** See {@link layered}. */
@@ -232,6 +247,12 @@ export class LayeredStore extends EventEmitter<LayeredEvents> implements Store {
   readonly #records = new Map<string, TrackedRecord>();
   /** For each pending hash text, the records waiting on it. */
   readonly #waiters = new Map<string, string[]>();
+  /**
+   * Journal removals under way. `flush`, `push` and `close` wait for them:
+   * a record still in the journal when the process exits makes the next
+   * session upload its objects again.
+   */
+  readonly #removals = new Set<Promise<void>>();
   #adopting: Promise<void> = Promise.resolve();
   /** Serialises push and pull, which read-then-write tracking refs. */
   #syncing: Promise<unknown> = Promise.resolve();
@@ -283,19 +304,40 @@ export class LayeredStore extends EventEmitter<LayeredEvents> implements Store {
     this.#check(options);
     assertObjectSource(source);
     if (isBytes(source)) {
-      const stored = await this.#upper.put(source, options);
-      await this.#journalAndQueue([{ hash: stored, size: source.length, bytes: source }], options);
-      return stored;
+      const objects = [{ hash: hashBytes(source, options?.algorithm), size: source.length, bytes: source }];
+      const record = await this.#journal.append(objects);
+      await this.#putUpper(record, objects, () => this.#upper.put(source, options).then((h) => [h]));
+      await this.#queue(record, objects, options);
+      return objects[0]!.hash;
     }
-    let size = 0;
-    const counted = (async function* (signal: AbortSignal | undefined) {
+    // The record is written after the last chunk is read and before the stream ends, so before the
+    // upper store can commit the object (it cannot know the object is complete until then).
+    const hasher = createHasher(options?.algorithm);
+    const journal = this.#journal;
+    const written: { record?: string; object?: { hash: Hash; size: number; bytes: undefined } } = {};
+    const journaled = (async function* (signal: AbortSignal | undefined) {
+      let size = 0;
       for await (const chunk of chunksOf(source, signal)) {
         size += chunk.length;
+        hasher.update(chunk);
         yield chunk;
       }
+      written.object = { hash: hasher.digest(), size, bytes: undefined };
+      written.record = await journal.append([written.object]);
     })(options?.signal);
-    const stored = await this.#upper.put(counted, options);
-    await this.#journalAndQueue([{ hash: stored, size, bytes: undefined }], options);
+    const stored = await this.#upper.put(journaled, options).catch((error: unknown) => {
+      // A record written for an object the upper store then refused names nothing there: a later adopt drops it.
+      if (written.record !== undefined) this.#journal.owned.delete(written.record);
+      throw error;
+    });
+    if (written.record === undefined || written.object === undefined) {
+      throw new BackendError('the upper store acknowledged a streamed put without reading the stream to its end', {
+        key: stored.toString(),
+      });
+    }
+    const objects = [written.object];
+    verifyStored(written.object.hash, stored);
+    await this.#queue(written.record, objects, options);
     return stored;
   }
 
@@ -305,20 +347,56 @@ export class LayeredStore extends EventEmitter<LayeredEvents> implements Store {
     for (const item of items) assertObjectSource(item);
     if (items.some((item) => !isBytes(item))) throw new InvalidArgumentError('putMany takes an array of Uint8Array');
     if (items.length === 0) return [];
-    const stored = await this.#upper.putMany(items, options);
-    await this.#journalAndQueue(
-      items.map((bytes, i) => ({ hash: stored[i]!, size: bytes.length, bytes })),
-      options,
-    );
-    return stored;
+    const objects = items.map((bytes) => ({ hash: hashBytes(bytes, options?.algorithm), size: bytes.length, bytes }));
+    const record = await this.#journal.append(objects);
+    await this.#putUpper(record, objects, () => this.#upper.putMany(items, options));
+    await this.#queue(record, objects, options);
+    return objects.map((o) => o.hash);
   }
 
-  /** Records the objects as pending in the upper store, then hands them to the uploader. */
-  async #journalAndQueue(
+  /**
+   * Writes objects to the upper store after their record is durable.
+   *
+   * Journal first, so that no object is ever in the upper store, unuploaded and unnamed by a record:
+   * a crash after the record and before the object leaves a record naming an object the upper store
+   * lacks, which {@link LayeredStore.#adopt} drops (that put was never acknowledged). Written the
+   * other way round, a crash between the two would leave an unjournaled object that a later writer
+   * skipping "objects already stored locally" (the CLI's snapshot does) would never upload.
+   */
+  async #putUpper(
+    record: string,
+    objects: ReadonlyArray<{ hash: Hash }>,
+    write: () => Promise<Hash[]>,
+  ): Promise<void> {
+    let stored: Hash[];
+    try {
+      stored = await write();
+    } catch (error) {
+      // Released for adopt, which drops whatever of it the upper store lacks.
+      this.#journal.owned.delete(record);
+      throw error;
+    }
+    objects.forEach((o, i) => verifyStored(o.hash, stored[i]!));
+  }
+
+  /**
+   * Hands journaled objects to the uploader.
+   *
+   * Every put is journaled, even of an object the upper store already has and no record names.
+   * Skipping it would be wrong, not just risky: "in the upper store, not pending" does not mean
+   * "in the lower store". Such an object may have been written before a remote was configured,
+   * written to the upper store directly (the push test "a ref target that reached the upper store
+   * behind the layer"), or uploaded to a different remote than the current one. Telling these apart
+   * needs the lower store (a round trip per put, and no offline puts) or a durable "uploaded" mark
+   * per object, which this layer does not keep. So a re-put costs one grouped journal write and an
+   * upload: objects of `checkRemoteMinBytes` or more are checked with `hasMany` first and not sent
+   * again; smaller ones are re-sent, and a put of bytes the lower store has is a no-op there.
+   */
+  async #queue(
+    record: string,
     objects: ReadonlyArray<{ hash: Hash; size: number; bytes: Uint8Array | undefined }>,
     options: AbortOptions | undefined,
   ): Promise<void> {
-    const record = await this.#journal.append(objects.map(({ hash, size }) => ({ hash, size })));
     if (!this.#uploadOnWrite || this.#closed) {
       // Left for flush/push (or the next session) to adopt from the journal.
       this.#journal.owned.delete(record);
@@ -345,10 +423,12 @@ export class LayeredStore extends EventEmitter<LayeredEvents> implements Store {
     // Owned until removed, so that a concurrent scan does not adopt it a second time.
     this.#journal.owned.add(record);
     const remaining = new Set(objects.map((o) => o.hash.toString()));
-    let retire!: () => void;
+    let retire!: (removal: Promise<void>) => void;
     const retired = new Promise<void>((resolve) => {
       retire = resolve;
     });
+    // A removal failure surfaces to whoever waits (flush, push); uploads in the background need no handler.
+    retired.catch(() => {});
     this.#records.set(record, { remaining, retired, retire });
     for (const key of remaining) {
       const list = this.#waiters.get(key);
@@ -375,9 +455,20 @@ export class LayeredStore extends EventEmitter<LayeredEvents> implements Store {
     const tracked = this.#records.get(record);
     if (tracked === undefined) return;
     this.#records.delete(record);
-    tracked.retire();
-    // A record that cannot be removed now is harmless: the next session re-checks its objects.
-    this.#journal.remove(record).catch(() => {});
+    // A record that cannot be removed is harmless to data (a later push re-adopts it and re-checks its
+    // objects), but flush and push must not claim to be done while it stays: they reject with the error.
+    const removal = withRetry(() => this.#journal.remove(record)).catch((error: unknown) => {
+      throw new BackendError(
+        `uploaded the objects of pending-upload record ${record} but could not remove it from the upper store: ${errorMessage(error)}; the next push uploads them again`,
+        { key: record, cause: error, retryable: true },
+      );
+    });
+    this.#removals.add(removal);
+    const forget = (): void => {
+      this.#removals.delete(removal);
+    };
+    removal.then(forget, forget);
+    tracked.retire(removal);
   }
 
   /** Takes over journal records no one in this session is uploading: left by a crash, a failed put, or deferred. */
@@ -386,8 +477,12 @@ export class LayeredStore extends EventEmitter<LayeredEvents> implements Store {
       for await (const entry of this.#journal.records(options)) {
         if (this.#closed) return;
         if (this.#journal.owned.has(entry.name) || this.#records.has(entry.name)) continue;
-        const objects = await this.#journal.read(entry, options);
-        if (objects === undefined) {
+        const listed = await this.#journal.read(entry, options);
+        // Objects the upper store lacks were never acknowledged (a crash or failure between the record and
+        // the object; see #putUpper) or were deleted since: there is nothing to upload for them.
+        const present = listed === undefined || listed.length === 0 ? [] : await this.#upper.hasMany(listed.map((o) => o.hash), options);
+        const objects = listed?.filter((_, i) => present[i]);
+        if (objects === undefined || objects.length === 0) {
           await this.#journal.remove(entry.name);
           continue;
         }
@@ -408,10 +503,12 @@ export class LayeredStore extends EventEmitter<LayeredEvents> implements Store {
    * Rejects (leaving the records in the journal) if an upload fails.
    */
   async #uploadAll(options: AbortOptions | undefined): Promise<number> {
+    // Counted from here: adopted objects may finish uploading before adopt returns.
+    const before = this.#uploader.progress().objectsDone;
     await this.#uploader.retryFailed(options);
     await this.#adopt(options);
-    const waiting = [...this.#records.values()].map((r) => r.retired);
-    const before = this.#uploader.progress().objectsDone;
+    // Records still uploading, and those whose uploads are done but whose removal is still under way.
+    const waiting = [...[...this.#records.values()].map((r) => r.retired), ...this.#removals];
     await new Promise<void>((resolve, reject) => {
       const onFailed = (failure: UploadFailure): void => {
         cleanup();
@@ -898,12 +995,31 @@ export class LayeredStore extends EventEmitter<LayeredEvents> implements Store {
 
   /**
    * Uploads what it can (failures stay pending in the journal for the next
-   * session; with `uploadOnWrite: false` nothing is uploaded), then closes
-   * both stores. Idempotent.
+   * session), waits until the journal records of what was uploaded are
+   * removed, then closes both stores. Idempotent.
+   *
+   * Whether pending objects are uploaded first follows `uploadOnWrite`
+   * unless `options.upload` says otherwise: `close({ upload: false })`
+   * closes without sending anything new, leaving pending objects in the
+   * journal for the next `push`. (An optional parameter keeps the method
+   * assignable to {@link Store.close}.)
+   *
+   * @example
+   * ```ts
+   * const store = layered({ upper, lower });
+   * for await (const ref of store.listRefs()) console.log(ref.name);
+   * await store.close({ upload: false }); // a read-only command: pending uploads wait for the next push
+   * ```
    */
-  async close(): Promise<void> {
+  async close(options: LayeredCloseOptions = {}): Promise<void> {
     if (this.#closed) return;
-    if (this.#uploadOnWrite) {
+    if (options == null || typeof options !== 'object') {
+      throw new InvalidArgumentError('LayeredStore.close takes an options object: close({ upload: false })');
+    }
+    if (options.upload !== undefined && typeof options.upload !== 'boolean') {
+      throw new InvalidArgumentError(`LayeredStore.close option "upload" must be true or false, got ${typeof options.upload}`);
+    }
+    if (options.upload ?? this.#uploadOnWrite) {
       try {
         await this.#uploadAll(undefined);
       } catch {
@@ -911,9 +1027,12 @@ export class LayeredStore extends EventEmitter<LayeredEvents> implements Store {
       }
     }
     this.#closed = true;
+    // Batches in flight finish (and retire their records); the rest stays journaled.
     await this.#uploader.close();
     await this.#adopting.catch(() => {});
     await this.#syncing.catch(() => {});
+    // Removals before the upper store closes under them; one that fails leaves a record the next push re-checks.
+    await Promise.allSettled([...this.#removals]);
     await Promise.all([this.#upper.close(), this.#lower.close()]);
   }
 
@@ -921,6 +1040,10 @@ export class LayeredStore extends EventEmitter<LayeredEvents> implements Store {
     if (this.#closed) throw new ClosedError('the layered store is closed');
     throwIfAborted(options?.signal);
   }
+}
+
+function errorMessage(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
 }
 
 function isReserved(name: string): boolean {
