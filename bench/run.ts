@@ -6,6 +6,12 @@
 const sections: Record<string, () => Promise<{ run(): Promise<void> }>> = {
   hash: () => import('./hash.js'),
   memory: () => import('./memory.js'),
+  s3: () => import('./s3.js'),
+  disk: () => import('./disk.js'),
+  deploy: () => import('./deploy.js'),
+  layers: () => import('./layers.js'),
+  cli: () => import('./cli.js'),
+  data: () => import('./data.js'),
 };
 
 const wanted = process.argv.slice(2);
