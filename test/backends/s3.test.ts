@@ -8,7 +8,7 @@
  */
 import { channel } from 'node:diagnostics_channel';
 import { createServer, type AddressInfo, type Socket } from 'node:net';
-import { ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { HeadObjectCommand, ListMultipartUploadsCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { afterAll, describe, expect, it } from 'vitest';
 import {
   AbortError,
@@ -22,7 +22,8 @@ import {
   type S3StoreOptions,
 } from '../../src/index.js';
 import { conformanceSuite } from '../conformance.js';
-import { disposeStore, rawClient, s3ConformanceTarget, s3Servers, storeOptions } from '../support/s3.js';
+import { uploadStream } from '../../src/backends/s3/upload.js';
+import { deletePrefix, disposeStore, rawClient, s3ConformanceTarget, s3Servers, storeOptions, uniquePrefix } from '../support/s3.js';
 import { freePort } from '../support/servers.js';
 
 const MiB = 1024 * 1024;
@@ -118,6 +119,48 @@ describe(`S3 specifics (${primary.kind})`, () => {
     expect(fromStream.equals(hashBytes(streamed))).toBe(true);
     expect(Buffer.from(await store.get(fromStream)).equals(streamed)).toBe(true);
     expect((await listKeys(store.prefix)).filter((k) => !k.startsWith('objects/'))).toEqual([]);
+  });
+
+  it('a second streamed put of the same bytes succeeds, stores one object and leaves no temporary key', async () => {
+    const store = open({ multipartThreshold: 5 * MiB, partSize: 5 * MiB });
+    const bytes = new Uint8Array(6 * MiB).map((_, i) => (i * 31) & 0xff);
+    const stream = async function* (): AsyncIterable<Uint8Array> {
+      for (let offset = 0; offset < bytes.length; offset += MiB) yield bytes.subarray(offset, offset + MiB);
+    };
+    const first = await store.put(stream());
+    const second = await store.put(stream());
+    expect(second).toEqual(first);
+    expect(first.equals(hashBytes(bytes))).toBe(true);
+    expect(await listKeys(store.prefix)).toEqual([`objects/sha256/${first.hex.slice(0, 2)}/${first.hex.slice(2)}`]);
+    expect(Buffer.from(await store.get(first)).equals(Buffer.from(bytes))).toBe(true);
+  });
+
+  it('a streamed put whose copy target appeared after the existence check takes the 412 as success, keeping the stored bytes', async () => {
+    // The race (another writer completes between our HEAD and our completion) is made deterministic
+    // by an existence check that always says "absent": the conditional completion must then answer 412.
+    const prefix = uniquePrefix(primary);
+    const client = rawClient(primary);
+    try {
+      const bytes = encoder.encode('x'.repeat(1000));
+      const hash = hashBytes(bytes);
+      const key = `${prefix}objects/sha256/${hash.hex.slice(0, 2)}/${hash.hex.slice(2)}`;
+      await client.send(new PutObjectCommand({ Bucket: primary.bucket, Key: key, Body: bytes }));
+      const before = await client.send(new HeadObjectCommand({ Bucket: primary.bucket, Key: key }));
+      const context = { client, bucket: primary.bucket, partSize: 5 * MiB, queueSize: 2, exists: async () => false };
+      const chunks = async function* (): AsyncIterable<Uint8Array> {
+        yield bytes;
+      };
+      const got = await uploadStream(context, chunks(), 'sha256', `${prefix}tmp/race`, () => key, undefined);
+      expect(got.equals(hash)).toBe(true);
+      expect(await listKeys(prefix)).toEqual([key.slice(prefix.length)]);
+      const after = await client.send(new HeadObjectCommand({ Bucket: primary.bucket, Key: key }));
+      expect(after.ETag).toBe(before.ETag);
+      const uploads = await client.send(new ListMultipartUploadsCommand({ Bucket: primary.bucket, Prefix: prefix }));
+      expect(uploads.Uploads ?? []).toEqual([]);
+    } finally {
+      client.destroy();
+      if (primary.kind === 'external') await deletePrefix(primary, prefix);
+    }
   });
 
   it('rejects bad options with InvalidArgumentError naming the option', () => {

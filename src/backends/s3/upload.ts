@@ -8,12 +8,20 @@
  *   upload if the object exists, else upload it in parts straight to its key
  *   with `If-None-Match: *` on the completion. No copy, no extra bytes.
  * - **A stream** (read once): upload it in parts to a temporary key while
- *   hashing it, then copy it server-side to its object key (`If-None-Match: *`,
- *   so it never overwrites) and remove the temporary key. The server copies
- *   the bytes once more, but the client sends them once and never holds more
- *   than `partSize * queueSize` of them (lib-storage's bound), and needs no
- *   local disk. Spooling to disk to hash first was the alternative: it would
- *   double the client's I/O and need free space the size of the object.
+ *   hashing it, then copy it server-side to its object key and remove the
+ *   temporary key. The server copies the bytes once more, but the client
+ *   sends them once and never holds more than `partSize * queueSize` of them
+ *   (lib-storage's bound), and needs no local disk. Spooling to disk to hash
+ *   first was the alternative: it would double the client's I/O and need free
+ *   space the size of the object.
+ *
+ * The copy is a multipart copy (`UploadPartCopy`, completed with
+ * `If-None-Match: *`), never `CopyObject`: a bucket that enforces conditional
+ * writes by policy, as the stack in `infra/` does for `objects/`, refuses
+ * `CopyObject` there (403, or 501 with conditional headers; AWS documents
+ * this), while a conditional `CompleteMultipartUpload` is allowed. It costs
+ * two requests more than `CopyObject`, against the tens of requests that
+ * uploaded the stream.
  *
  * Errors are thrown as the SDK raised them; the store maps them.
  *
@@ -22,7 +30,6 @@
 import { Readable } from 'node:stream';
 import {
   CompleteMultipartUploadCommand,
-  CopyObjectCommand,
   CreateMultipartUploadCommand,
   DeleteObjectCommand,
   AbortMultipartUploadCommand,
@@ -32,7 +39,8 @@ import {
 import { Upload } from '@aws-sdk/lib-storage';
 import { abortError } from '../../abort.js';
 import { createHasher, type Hash, type HashAlgorithm } from '../../hash.js';
-import { isPreconditionFailed } from './errors.js';
+import { mapConcurrent } from '../../object-io.js';
+import { isConditionalConflict, isPreconditionFailed } from './errors.js';
 
 /** What the upload functions need from the store. */
 export interface UploadContext {
@@ -44,9 +52,11 @@ export interface UploadContext {
   exists(key: string, signal: AbortSignal | undefined): Promise<boolean>;
 }
 
-/** CopyObject handles up to 5 GiB; larger objects are copied in parts. */
+/** UploadPartCopy copies up to 5 GiB per part; larger objects are copied in 1 GiB parts (5 TiB is 5,120 parts). */
 const MAX_SINGLE_COPY = 5 * 1024 ** 3;
 const COPY_PART = 1024 ** 3;
+/** Copies restarted after a 409 ConditionalRequestConflict (a concurrent completion on the same key). */
+const MAX_COPY_ATTEMPTS = 4;
 
 /** Uploads a buffer whose object key is known, in parts. "Already exists" is success. */
 export async function uploadBuffer(context: UploadContext, key: string, bytes: Uint8Array, signal: AbortSignal | undefined): Promise<void> {
@@ -60,8 +70,13 @@ export async function uploadBuffer(context: UploadContext, key: string, bytes: U
 
 /**
  * Uploads a stream of unknown hash: to a temporary key while hashing, then
- * copied to `keyOf(hash)`. Returns the hash. The temporary key is removed on
- * every path.
+ * copied to `keyOf(hash)` unless that exists. Returns the hash. "Already
+ * exists" (a concurrent writer of the same bytes) is success.
+ *
+ * The temporary key is deleted on every path, best effort: a writer allowed
+ * no `s3:DeleteObject` (the writer policy of `infra/`) gets AccessDenied,
+ * which is ignored, and the bucket's lifecycle rule on `<prefix>tmp/`
+ * expires the leftover after a day, as it does the key of a crashed writer.
  */
 export async function uploadStream(
   context: UploadContext,
@@ -87,7 +102,8 @@ export async function uploadStream(
     if (!(await context.exists(key, signal))) await copy(context, tmpKey, key, size, signal);
     return hash;
   } finally {
-    // Best effort: a leftover temporary key wastes space but is never read.
+    // Best effort: AccessDenied (a writer without delete) or a failure leaves a key that is never
+    // read and that the lifecycle rule on tmp/ expires.
     await context.client.send(new DeleteObjectCommand({ Bucket: context.bucket, Key: tmpKey })).catch(() => undefined);
   }
 }
@@ -126,43 +142,52 @@ function copySource(bucket: string, key: string): string {
   return `${bucket}/${key.split('/').map(encodeURIComponent).join('/')}`;
 }
 
+/** Copies `from` (of `size` bytes) to `to` unless `to` exists; never overwrites. */
 async function copy(context: UploadContext, from: string, to: string, size: number, signal: AbortSignal | undefined): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await multipartCopy(context, from, to, size, signal);
+      return;
+    } catch (error) {
+      // 412: the object exists, and under a content address that means these very bytes.
+      if (isPreconditionFailed(error)) return;
+      // 409: another completion on this key was in flight; the next attempt sees its outcome.
+      if (!isConditionalConflict(error) || attempt >= MAX_COPY_ATTEMPTS || signal?.aborted) throw error;
+    }
+  }
+}
+
+/** One multipart copy, completed with `If-None-Match: *`; aborted on any failure (a 412 included). */
+async function multipartCopy(context: UploadContext, from: string, to: string, size: number, signal: AbortSignal | undefined): Promise<void> {
   const { client, bucket } = context;
   const source = copySource(bucket, from);
+  // One part without a range covers any size up to 5 GiB, 0 bytes included (a range cannot express "empty").
+  const ranges: Array<string | undefined> = [];
+  if (size <= MAX_SINGLE_COPY) ranges.push(undefined);
+  else for (let start = 0; start < size; start += COPY_PART) ranges.push(`bytes=${start}-${Math.min(size, start + COPY_PART) - 1}`);
+  const { UploadId } = await client.send(new CreateMultipartUploadCommand({ Bucket: bucket, Key: to }), { abortSignal: signal });
   try {
-    if (size <= MAX_SINGLE_COPY) {
-      await client.send(new CopyObjectCommand({ Bucket: bucket, Key: to, CopySource: source, IfNoneMatch: '*' }), {
-        abortSignal: signal,
-      });
-      return;
-    }
-    const { UploadId } = await client.send(new CreateMultipartUploadCommand({ Bucket: bucket, Key: to }), { abortSignal: signal });
-    try {
-      const parts: Array<{ ETag: string | undefined; PartNumber: number }> = [];
-      for (let start = 0, part = 1; start < size; start += COPY_PART, part++) {
-        const end = Math.min(size, start + COPY_PART) - 1;
-        const out = await client.send(
-          new UploadPartCopyCommand({
-            Bucket: bucket,
-            Key: to,
-            UploadId,
-            PartNumber: part,
-            CopySource: source,
-            CopySourceRange: `bytes=${start}-${end}`,
-          }),
-          { abortSignal: signal },
-        );
-        parts.push({ ETag: out.CopyPartResult?.ETag, PartNumber: part });
-      }
-      await client.send(
-        new CompleteMultipartUploadCommand({ Bucket: bucket, Key: to, UploadId, MultipartUpload: { Parts: parts }, IfNoneMatch: '*' }),
+    const parts = await mapConcurrent(ranges, context.queueSize, async (range, index) => {
+      const out = await client.send(
+        new UploadPartCopyCommand({
+          Bucket: bucket,
+          Key: to,
+          UploadId,
+          PartNumber: index + 1,
+          CopySource: source,
+          ...(range === undefined ? {} : { CopySourceRange: range }),
+        }),
         { abortSignal: signal },
       );
-    } catch (error) {
-      await client.send(new AbortMultipartUploadCommand({ Bucket: bucket, Key: to, UploadId })).catch(() => undefined);
-      throw error;
-    }
+      return { ETag: out.CopyPartResult?.ETag, PartNumber: index + 1 };
+    });
+    await client.send(
+      new CompleteMultipartUploadCommand({ Bucket: bucket, Key: to, UploadId, MultipartUpload: { Parts: parts }, IfNoneMatch: '*' }),
+      { abortSignal: signal },
+    );
   } catch (error) {
-    if (!isPreconditionFailed(error)) throw error;
+    // Not under the caller's signal: an aborted put must still release its parts (AbortMultipartUpload is in the writer policy).
+    await client.send(new AbortMultipartUploadCommand({ Bucket: bucket, Key: to, UploadId })).catch(() => undefined);
+    throw error;
   }
 }
