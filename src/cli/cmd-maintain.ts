@@ -15,6 +15,7 @@ import { remoteFrom, parseRemote, saveConfig, type ResolvedConfig, resolveConfig
 import { EXIT, UsageError } from './exit-codes.js';
 import { formatBytes } from './output.js';
 import { formatDuration, parseDuration } from './resolve.js';
+import { loadRemoteState, needsFullCheck, remoteKey, updateRemoteState } from './remote-state.js';
 import { configFlags, openLocal, openRemote, withStores } from './stores.js';
 
 /**
@@ -55,10 +56,10 @@ export const init: Command = {
       }
     }
     const local = await openLocal(config, { create: true });
-    let hasRefs = false;
+    let hasObjects = false;
     try {
-      for await (const _ of local.listRefs('', { signal: ctx.signal })) {
-        hasRefs = true;
+      for await (const _ of local.listObjects({ signal: ctx.signal })) {
+        hasObjects = true;
         break;
       }
     } finally {
@@ -66,15 +67,21 @@ export const init: Command = {
     }
     const saved = { version: 1 as const, remote: remote ?? config.saved?.remote };
     await saveConfig(config.dir, saved);
+    const target = saved.remote === undefined ? undefined : parseRemote(saved.remote);
+    // An empty store is trivially complete in any remote: its first push needs no full check.
+    if (target !== undefined && !hasObjects) await updateRemoteState(config.dir, { objectsIn: remoteKey(target) });
+    // A store older than remote-state.json: its tracking refs describe the remote being replaced, so say so.
+    const previous = config.saved?.remote === undefined ? undefined : remoteKey(parseRemote(config.saved.remote));
+    if (previous !== undefined && (await loadRemoteState(config.dir)).refsTrackedFor === undefined) {
+      await updateRemoteState(config.dir, { refsTrackedFor: previous });
+    }
+    const fullCheck = target !== undefined && (await needsFullCheck(config.dir, target));
     ctx.out.line(
       `${config.saved === undefined ? 'initialized' : 'updated'} Cairn store in ${config.dir}` +
-        (saved.remote !== undefined ? ` (remote ${parseRemote(saved.remote).display})` : ' (no remote; add one with "cairn init --remote URL")'),
+        (target !== undefined ? ` (remote ${target.display})` : ' (no remote; add one with "cairn init --remote URL")'),
     );
-    if (hasRefs && remote !== undefined && remote.url !== config.saved?.remote?.url) {
-      // Objects written before this remote existed were never journaled for upload.
-      ctx.out.note('this store already has snapshots: run "cairn push --all" once to upload them to the new remote');
-    }
-    ctx.out.result({ dir: config.dir, remote: saved.remote ?? null });
+    if (fullCheck) ctx.out.note('this store already has objects: the next "cairn push" checks each against the remote and uploads what it lacks');
+    ctx.out.result({ dir: config.dir, remote: saved.remote ?? null, fullCheckOnPush: fullCheck });
     return EXIT.ok;
   },
 };

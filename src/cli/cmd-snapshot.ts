@@ -40,6 +40,7 @@ export const snapshot: Command = {
     return withStores(ctx, { write: true }, async (stores) => {
       const started = Date.now();
       // Chunks already in the local store are skipped: not rewritten, and not queued for upload again.
+      // That is safe only because a remote that may lack them gets a full check on its next push (remote-state.ts).
       const cache = await loadFileCache(stores.config.dir);
       const result = await snapshotTree(stores.main, dir, {
         signal: ctx.signal,

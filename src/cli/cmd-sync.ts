@@ -6,13 +6,14 @@
 import { ConflictError } from '../errors.js';
 import type { Hash } from '../hash.js';
 import type { PullResult, PushResult } from '../layers/layered.js';
+import { PendingJournal } from '../layers/journal.js';
 import { reachableFrom } from '../snapshot/gc.js';
 import { forEachLimit } from '../snapshot/progress.js';
-import { parseHash } from '../hash.js';
 import type { Store } from '../store.js';
 import type { Command, Context } from './command.js';
 import { EXIT, UsageError } from './exit-codes.js';
 import { formatBytes } from './output.js';
+import { adoptRemote, needsFullCheck, remoteKey, updateRemoteState } from './remote-state.js';
 import { withStores, type Stores } from './stores.js';
 
 const short = (h: Hash | undefined): string => (h === undefined ? '(none)' : h.toString());
@@ -28,35 +29,64 @@ async function* reachableObjects(root: Hash, store: Store): AsyncIterable<string
 }
 
 /**
- * Uploads every object reachable from local refs that the remote lacks:
- * for objects written before the remote was configured, which no journal
- * names. Returns how many were uploaded.
+ * Uploads every local object the remote lacks, for objects no journal names
+ * (written before this remote was configured, or pushed to another one; see
+ * `remote-state.ts`). Checks `hasMany` in batches, so objects the remote
+ * already has cost one lookup, not an upload. Lists the local store rather
+ * than walking refs: that covers objects a ref may name later too, and
+ * needs no tree to be present locally. Returns how many were checked and uploaded.
  */
-async function uploadReachable(ctx: Context, stores: Stores): Promise<number> {
-  const roots: Hash[] = [];
-  for await (const r of stores.main.listRefs('', { signal: ctx.signal })) roots.push(r.hash);
-  const { reachable } = await reachableFrom(stores.local, roots, { signal: ctx.signal });
-  const all = [...reachable].map((text) => parseHash(text));
+async function uploadLocalMissing(ctx: Context, stores: Stores): Promise<{ checked: number; uploaded: number; bytes: number }> {
   const remote = stores.remote!;
+  // The journal's own list objects live in the local store too; they are bookkeeping, not user data.
+  const journalData = await new PendingJournal(stores.local).listObjects({ signal: ctx.signal });
   let uploaded = 0;
   let checked = 0;
-  const progress = ctx.out.progress('push --all', 'objects');
-  for (let i = 0; i < all.length; i += 500) {
-    const batch = all.slice(i, i + 500);
+  let bytes = 0;
+  const progress = ctx.out.progress('push: checking local objects', 'objects');
+  const flushBatch = async (batch: Hash[]): Promise<void> => {
     const present = await remote.hasMany(batch, { signal: ctx.signal });
     const missing = batch.filter((_, k) => present[k] !== true);
     await forEachLimit(missing, 8, async (hash) => {
-      await remote.put(stores.local.getStream(hash, { signal: ctx.signal }), { algorithm: hash.algorithm, signal: ctx.signal });
+      const bytesOf = async function* (source: AsyncIterable<Uint8Array>): AsyncIterable<Uint8Array> {
+        for await (const chunk of source) {
+          bytes += chunk.byteLength;
+          yield chunk;
+        }
+      };
+      await remote.put(bytesOf(stores.local.getStream(hash, { signal: ctx.signal })), { algorithm: hash.algorithm, signal: ctx.signal });
       uploaded++;
     });
     checked += batch.length;
-    progress({ phase: 'push --all', done: checked, total: all.length, bytes: 0 });
+    progress({ phase: 'push: checking local objects', done: checked, bytes });
+  };
+  let batch: Hash[] = [];
+  for await (const hash of stores.local.listObjects({ signal: ctx.signal })) {
+    if (journalData.has(hash.toString())) continue;
+    batch.push(hash);
+    if (batch.length >= 500) {
+      await flushBatch(batch);
+      batch = [];
+    }
   }
+  if (batch.length > 0) await flushBatch(batch);
   ctx.out.done();
-  return uploaded;
+  return { checked, uploaded, bytes };
 }
 
-async function runPush(ctx: Context, stores: Stores): Promise<{ result: PushResult; uploaded: number; bytes: number; skipped: number }> {
+/** Forgets sync state learnt from another remote (see `remote-state.ts`), and says so. */
+async function adopt(ctx: Context, stores: Stores): Promise<void> {
+  const target = stores.config.remote!;
+  const was = await adoptRemote(stores.config.dir, stores.local, target, { signal: ctx.signal });
+  if (was !== undefined) {
+    ctx.out.note(
+      `the remote changed from ${was} to ${target.display}: refs last synced with the old one are compared afresh, ` +
+        'and one that differs on the new remote is reported as a conflict, never overwritten',
+    );
+  }
+}
+
+async function runPush(ctx: Context, stores: Stores): Promise<{ result: PushResult; uploaded: number; bytes: number; skipped: number; checkedLocal: number }> {
   const stack = stores.layered!;
   const progress = ctx.out.progress('push', 'objects');
   const before = stack.progress();
@@ -70,16 +100,25 @@ async function runPush(ctx: Context, stores: Stores): Promise<{ result: PushResu
     });
   stack.on('progress', onProgress);
   try {
-    let extra = 0;
-    if (ctx.values.all === true) extra = await uploadReachable(ctx, stores);
+    const target = stores.config.remote!;
+    const full = ctx.values.all === true || (await needsFullCheck(stores.config.dir, target));
+    let extra = { checked: 0, uploaded: 0, bytes: 0 };
+    if (full) {
+      // Journaled objects first, so that the check below finds them present instead of uploading them twice.
+      await stack.flush({ signal: ctx.signal });
+      extra = await uploadLocalMissing(ctx, stores);
+    }
     const result = await stack.push({ signal: ctx.signal, prefix: ctx.values.prefix as string | undefined });
+    // Every local object was in the remote or journaled, and push uploaded the journal: the remote now holds them all.
+    if (full) await updateRemoteState(stores.config.dir, { objectsIn: remoteKey(target) });
     const after = stack.progress();
     const skipped = after.objectsSkipped - before.objectsSkipped;
     return {
       result,
-      uploaded: after.objectsDone - before.objectsDone - skipped + extra,
-      bytes: after.bytesDone - before.bytesDone,
+      uploaded: after.objectsDone - before.objectsDone - skipped + extra.uploaded,
+      bytes: after.bytesDone - before.bytesDone + extra.bytes,
       skipped,
+      checkedLocal: extra.checked,
     };
   } finally {
     stack.off('progress', onProgress);
@@ -93,6 +132,7 @@ function reportPush(ctx: Context, push: Awaited<ReturnType<typeof runPush>>): vo
   ctx.out.note(
     `push: uploaded ${push.uploaded.toLocaleString('en-US')} objects (${formatBytes(push.bytes)})` +
       (push.skipped > 0 ? `, ${push.skipped.toLocaleString('en-US')} already in the remote` : '') +
+      (push.checkedLocal > 0 ? `, after checking all ${push.checkedLocal.toLocaleString('en-US')} local objects against this remote` : '') +
       `; ${push.result.pushed.length} refs pushed, ${push.result.upToDate.length} up to date, ${push.result.conflicts.length} conflicts`,
   );
 }
@@ -121,17 +161,26 @@ export const push: Command = {
   description: [
     'Uploads every object written since the last push (snapshots, puts), then advances each remote',
     'ref by compare-and-swap. A remote ref that moved since your last sync is a conflict: it is not',
-    'overwritten, and push exits 4. A published ref never names an object the remote lacks.',
+    'overwritten, and push exits 4. A published ref never names an object the remote lacks: the first',
+    'push to a remote other than the one last pushed to (or after objects were written with no remote)',
+    'checks every local object against it and uploads what it lacks.',
   ].join('\n'),
   options: { ...prefixOption, all: { type: 'boolean' } },
-  optionHelp: { ...prefixHelp, all: 'also upload objects written before the remote was configured (checks every reachable object)' },
+  optionHelp: { ...prefixHelp, all: 'check every local object against the remote, as the first push to a new remote does' },
   examples: ['cairn push', 'cairn push --prefix snapshots/ --json'],
   async run(ctx) {
     noArgs(ctx, 'push');
     return withStores(ctx, { write: true, needRemote: true }, async (stores) => {
+      await adopt(ctx, stores);
       const pushed = await runPush(ctx, stores);
       reportPush(ctx, pushed);
-      ctx.out.result({ ...pushed.result, uploaded: pushed.uploaded, uploadedBytes: pushed.bytes, alreadyRemote: pushed.skipped });
+      ctx.out.result({
+        ...pushed.result,
+        uploaded: pushed.uploaded,
+        uploadedBytes: pushed.bytes,
+        alreadyRemote: pushed.skipped,
+        checkedLocal: pushed.checkedLocal,
+      });
       if (pushed.result.conflicts.length > 0) throw conflictLine('changed on the remote since your last sync', pushed.result.conflicts.length);
       return EXIT.ok;
     });
@@ -153,6 +202,7 @@ export const pull: Command = {
   async run(ctx) {
     noArgs(ctx, 'pull');
     return withStores(ctx, { write: true, needRemote: true }, async (stores) => {
+      await adopt(ctx, stores);
       const result = await stores.layered!.pull({
         signal: ctx.signal,
         prefix: ctx.values.prefix as string | undefined,
@@ -177,6 +227,7 @@ export const sync: Command = {
   async run(ctx) {
     noArgs(ctx, 'sync');
     return withStores(ctx, { write: true, needRemote: true }, async (stores) => {
+      await adopt(ctx, stores);
       const pushed = await runPush(ctx, stores);
       reportPush(ctx, pushed);
       const pulled = await stores.layered!.pull({
@@ -203,9 +254,17 @@ export const status: Command = {
   async run(ctx) {
     noArgs(ctx, 'status');
     return withStores(ctx, { needRemote: true }, async (stores) => {
+      await adopt(ctx, stores);
       const s = await stores.layered!.status({ signal: ctx.signal, prefix: ctx.values.prefix as string | undefined });
       ctx.out.line(`remote: ${stores.config.remote!.display}`);
       ctx.out.line(`pending: ${s.pendingObjects.toLocaleString('en-US')} objects (${formatBytes(s.pendingBytes)}) to upload`);
+      const fullCheck = await needsFullCheck(stores.config.dir, stores.config.remote!);
+      if (fullCheck) {
+        ctx.out.line(
+          'unchecked: local objects written before this remote was configured, or pushed to another remote, may be missing from it; ' +
+            'the next push checks every local object and uploads what it lacks',
+        );
+      }
       for (const f of s.failures) ctx.out.line(`failed: ${f.hash.toString()}: ${f.error.message}`);
       for (const r of s.refs) {
         ctx.out.line(`${r.state.padEnd(10)} ${r.ref}  local ${short(r.local)}  remote ${short(r.remote)}`);
@@ -214,6 +273,7 @@ export const status: Command = {
         remote: stores.config.remote!.display,
         pendingObjects: s.pendingObjects,
         pendingBytes: s.pendingBytes,
+        fullCheckOnPush: fullCheck,
         failures: s.failures.map((f) => ({ hash: f.hash.toString(), error: f.error.message })),
         refs: s.refs,
       });

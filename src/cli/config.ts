@@ -7,7 +7,8 @@
  * The local directory (`.cairn/` by default) holds:
  * - `config.json`: `{ "version": 1, "remote": { "url", "endpoint"?, "region"?, "pathStyle"? } }`
  * - `store/`: the disk store itself;
- * - `gc-state.json`: when `cairn gc` first saw each unreachable object.
+ * - `gc-state.json`: when `cairn gc` first saw each unreachable object;
+ * - `remote-state.json`: which remote holds every local object, and which one the last sync was with (`remote-state.ts`).
  *
  * No credential is ever read from or written to the config: S3 access uses
  * the standard AWS chain (environment, shared config and credentials files,

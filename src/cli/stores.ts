@@ -19,6 +19,7 @@ import type { Store } from '../store.js';
 import type { Context } from './command.js';
 import { resolveConfig, type ConfigFlags, type RemoteTarget, type ResolvedConfig } from './config.js';
 import { UsageError } from './exit-codes.js';
+import { updateRemoteState } from './remote-state.js';
 
 /** The stores of one command. */
 export interface Stores {
@@ -110,6 +111,8 @@ export async function withStores<T>(ctx: Context, needs: StoreNeeds, fn: (stores
   const local = await openLocal(config);
   let remote: Store | undefined;
   try {
+    // Objects written with no remote are journaled nowhere: no remote can be assumed to hold them all any more.
+    if (needs.write === true && config.remote === undefined) await updateRemoteState(config.dir, { objectsIn: undefined });
     remote = config.remote === undefined ? undefined : await openRemote(config.remote, { signal: ctx.signal });
   } catch (error) {
     await local.close();

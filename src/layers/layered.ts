@@ -53,7 +53,8 @@ import { integerOption, storeOption } from './options.js';
 import { withRetry } from './transient.js';
 import { BatchUploader, type BatchUploaderOptions, type UploadFailure, type UploadProgress } from './uploader.js';
 
-const TRACKING_PREFIX = '.cairn/remote/';
+/** Ref prefix (in the upper store) of the remote value each ref had at the last sync: the base of push's compare-and-swap. */
+export const TRACKING_PREFIX = '.cairn/remote/';
 /** The value a push is about to publish, per ref: lets the next push recognise its own success if it crashed before recording it. */
 const PUSHING_PREFIX = '.cairn/pushing/';
 /** Objects per call when copying between the layers. */

@@ -34,7 +34,10 @@ function runSuite(env: Record<string, string>, timeoutMs: number): Promise<Run> 
     ),
   );
   return new Promise((resolve, reject) => {
-    const child = spawn('bash', [SCRIPT], { cwd: ROOT, env: { ...inherited, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    // The verbose reporter names every case, so the output shows which suite ran;
+    // the summary reporter prints the counts line checked below.
+    const reporters = ['--reporter=verbose', '--reporter=./test/summary-reporter.ts'];
+    const child = spawn('bash', [SCRIPT, ...reporters], { cwd: ROOT, env: { ...inherited, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));

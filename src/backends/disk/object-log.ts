@@ -392,6 +392,18 @@ export class ObjectLog {
   async #scanTail(seg: Segment): Promise<void> {
     const fd = this.#fdOf(seg);
     if (fd === undefined) return;
+    // Held as a reader for the whole scan: a compaction that retires this segment meanwhile must
+    // not close the fd under the awaits below (seen as EBADF in the compaction race test).
+    seg.readers++;
+    try {
+      await this.#scanTailWith(seg, fd);
+    } finally {
+      seg.readers--;
+      if (seg.removed) this.#closeRetired(seg);
+    }
+  }
+
+  async #scanTailWith(seg: Segment, fd: number): Promise<void> {
     let size: number;
     try {
       size = (await fstatAsync(fd)).size;
