@@ -3,26 +3,10 @@ import { blake3 } from '@noble/hashes/blake3.js';
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { createHasher, Hash, hashBytes, hashStream, InvalidHashError, parseCid, parseHash } from '../src/index.js';
+import { base32 } from './support/base32.js';
 
 const text = (s: string): Uint8Array => new TextEncoder().encode(s);
 
-/** RFC 4648 base32, lowercase, no padding: an independent check of the CID encoding. */
-function base32(bytes: Uint8Array): string {
-  const alphabet = 'abcdefghijklmnopqrstuvwxyz234567';
-  let bits = 0;
-  let value = 0;
-  let out = '';
-  for (const byte of bytes) {
-    value = (value << 8) | byte;
-    bits += 8;
-    while (bits >= 5) {
-      out += alphabet[(value >>> (bits - 5)) & 31];
-      bits -= 5;
-    }
-  }
-  if (bits > 0) out += alphabet[(value << (5 - bits)) & 31];
-  return out;
-}
 
 describe('hashes', () => {
   it('hashes with node:crypto SHA-256 by default', () => {

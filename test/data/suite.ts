@@ -10,6 +10,7 @@ import { keyValue } from '../../src/data/kv.js';
 import { eventStreams, type StreamEvent } from '../../src/data/streams.js';
 import { hashBytes, InvalidArgumentError, InvalidHashError, NotFoundError, type Store } from '../../src/index.js';
 import type { Namespace, Target } from './targets.js';
+import { base32 } from '../support/base32.js';
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -27,23 +28,6 @@ async function snapshot(store: Store): Promise<{ refs: string[]; objects: string
   return { refs, objects };
 }
 
-/** RFC 4648 base32, lowercase, unpadded: computed here so the CID check does not trust multiformats. */
-function base32(bytes: Uint8Array): string {
-  const alphabet = 'abcdefghijklmnopqrstuvwxyz234567';
-  let bits = 0;
-  let value = 0;
-  let out = '';
-  for (const byte of bytes) {
-    value = (value << 8) | byte;
-    bits += 8;
-    while (bits >= 5) {
-      out += alphabet[(value >>> (bits - 5)) & 31];
-      bits -= 5;
-    }
-  }
-  if (bits > 0) out += alphabet[(value << (5 - bits)) & 31];
-  return out;
-}
 
 /** The CIDv1 of raw bytes, built by hand: version 1, codec raw (0x55), multihash sha2-256 (0x12, 32 bytes). */
 function independentCid(bytes: Uint8Array): string {

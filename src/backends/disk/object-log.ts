@@ -28,20 +28,14 @@
  */
 import { randomBytes } from 'node:crypto';
 import {
-  close as closeCb,
   closeSync,
   constants,
-  fdatasync as fdatasyncCb,
-  fstat as fstatCb,
-  open as openCb,
   openSync,
-  read as readCb,
   readSync,
-  write as writeCb,
 } from 'node:fs';
 import { lstat, readdir, readFile, rename, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
+import { openAsync, closeAsync, readAsync, writeAsync, fdatasyncAsync, fstatAsync } from './fd.js';
 import { ClosedError, IntegrityError } from '../../errors.js';
 import { Hash, type HashAlgorithm } from '../../hash.js';
 import { decodeCheckpoint, encodeCheckpoint, type CheckpointEntry } from './checkpoint.js';
@@ -51,12 +45,6 @@ import { fsyncDir, READ_FLAGS } from './layout.js';
 import { acquireLock, currentHolder, holderState, parseHolder } from './lock.js';
 import { noteDropped, type RecoveryReport } from './report.js';
 
-const openAsync = promisify(openCb);
-const closeAsync = promisify(closeCb);
-const readAsync = promisify(readCb);
-const writeAsync = promisify(writeCb);
-const fdatasyncAsync = promisify(fdatasyncCb);
-const fstatAsync = promisify(fstatCb);
 
 /** 'CSEG' little endian. */
 export const SEGMENT_MAGIC = 0x47455343;

@@ -20,19 +20,13 @@
  * @module
  */
 import {
-  close as closeCb,
   constants,
-  fdatasync as fdatasyncCb,
-  fstat as fstatCb,
-  ftruncate as ftruncateCb,
-  open as openCb,
   watch,
-  write as writeCb,
   type FSWatcher,
 } from 'node:fs';
 import { rename, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
+import { openAsync, closeAsync, writeAsync, fdatasyncAsync, fstatAsync, ftruncateAsync } from './fd.js';
 import { Hash, type HashAlgorithm } from '../../hash.js';
 import { isValidRefName, MAX_REF_NAME_BYTES } from '../../ref-name.js';
 import type { CasResult, RefEntry, RefListener, RefValue } from '../../store.js';
@@ -43,12 +37,6 @@ import { fsyncDir } from './layout.js';
 import { acquireLock } from './lock.js';
 import { noteDropped, type RecoveryReport } from './report.js';
 
-const openAsync = promisify(openCb);
-const closeAsync = promisify(closeCb);
-const writeAsync = promisify(writeCb);
-const fdatasyncAsync = promisify(fdatasyncCb);
-const fstatAsync = promisify(fstatCb);
-const ftruncateAsync = promisify(ftruncateCb);
 
 /** 'CREF' little endian. */
 const REF_MAGIC = 0x46455243;
