@@ -17,6 +17,9 @@ it('100,000 4 KiB puts to a layered store with a 16 MiB pending bound stay withi
   // Live memory (heap + array buffers, after a collection) above the start: the 16 MiB held plus
   // bookkeeping (about 1 KiB per pending object, 4 MiB here). Without backpressure it would be 400 MB.
   expect(result.peakLiveAfterGc! - result.baselineLive!).toBeLessThan(16 * MiB + 16 * MiB);
-  // RSS includes garbage not yet collected and V8's heap slack: a looser bound, still far below 400 MB.
-  expect(result.peakRss! - result.baselineRss!).toBeLessThan(16 * MiB + 128 * MiB);
+  // RSS also counts garbage V8 has not collected yet, and how much it lets pile up depends on the
+  // runtime (growth measured: about 83 MiB on Node 20, 208 MiB on Node 24), so RSS cannot carry the
+  // tight bound above. It still must stay below the bytes written (391 MiB): holding every object
+  // would need at least that.
+  expect(result.peakRss! - result.baselineRss!).toBeLessThan(100_000 * 4096);
 }, 120_000);
