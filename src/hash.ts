@@ -89,9 +89,12 @@ export class Hash {
     return Buffer.from(this.hex, 'hex');
   }
 
+  /** Built once: the text form is every backend's map key, so it sits on hot lookup paths. */
+  #text: string | undefined;
+
   /** The text form, `<algorithm>:<hex>`, which {@link parseHash} reads back. */
   toString(): string {
-    return `${this.algorithm}:${this.hex}`;
+    return (this.#text ??= `${this.algorithm}:${this.hex}`);
   }
 
   /** So that `JSON.stringify` writes the text form. */
