@@ -42,6 +42,7 @@ import { ClosedError, IntegrityError } from '../../errors.js';
 import { Hash, type HashAlgorithm } from '../../hash.js';
 import { decodeCheckpoint, encodeCheckpoint, type CheckpointEntry } from './checkpoint.js';
 import { errnoOf, mapFsError } from './fs-errors.js';
+import { freshCoalescer } from './fresh-coalesce.js';
 import { FRAME_HEADER, parseFrame, scanFrames, sealFrame } from './frame.js';
 import { fsyncDir, READ_FLAGS } from './layout.js';
 import { acquireLock, currentHolder, holderState, parseHolder } from './lock.js';
@@ -161,8 +162,6 @@ export class ObjectLog {
   #drainRunning = false;
   #drainDone: Promise<void> = Promise.resolve();
   #batchInFlight: Promise<void> = Promise.resolve();
-  #refreshing: Promise<void> | undefined;
-  #refreshQueued: Promise<void> | undefined;
   #sinceCheckpoint = 0;
   /** Size of the last checkpoint written: the next waits for at least as many new bytes, bounding the rewrite cost. */
   #checkpointBytes = 0;
@@ -342,24 +341,7 @@ export class ObjectLog {
    * refresh, but a caller never joins one that started before it was called,
    * so it always sees what was written before the call.
    */
-  refresh(): Promise<void> {
-    if (this.#refreshQueued !== undefined) return this.#refreshQueued;
-    if (this.#refreshing !== undefined) {
-      const queued = this.#refreshing
-        .catch(() => {})
-        .then(() => {
-          this.#refreshQueued = undefined;
-          return this.refresh();
-        });
-      this.#refreshQueued = queued;
-      return queued;
-    }
-    const running = this.#doRefresh().finally(() => {
-      if (this.#refreshing === running) this.#refreshing = undefined;
-    });
-    this.#refreshing = running;
-    return running;
-  }
+  readonly refresh: () => Promise<void> = freshCoalescer(() => this.#doRefresh());
 
   async #doRefresh(): Promise<void> {
     // Only segments known before the listing can be missing from it; one registered meanwhile

@@ -32,6 +32,7 @@ import { isValidRefName, MAX_REF_NAME_BYTES } from '../../ref-name.js';
 import type { CasResult, RefEntry, RefListener, RefValue } from '../../store.js';
 import { CorruptStoreError } from '../../errors.js';
 import { errnoOf, mapFsError } from './fs-errors.js';
+import { freshCoalescer, type FreshCoalesced } from './fresh-coalesce.js';
 import { FRAME_HEADER, scanFrames, sealFrame } from './frame.js';
 import { fsyncDir } from './layout.js';
 import { acquireLock } from './lock.js';
@@ -85,9 +86,7 @@ export class RefLog {
   #queue: QueuedOp[] = [];
   #drainRunning = false;
   #drainDone: Promise<void> = Promise.resolve();
-  #catching: Promise<void> | undefined;
   #io: Promise<unknown> = Promise.resolve();
-  #catchQueued: Promise<void> | undefined;
   #watcher: FSWatcher | undefined;
   #poller: NodeJS.Timeout | undefined;
   #pollMs = Infinity;
@@ -298,24 +297,7 @@ export class RefLog {
    * Reads records appended since the last look. Concurrent callers share a
    * read, but never one that began before they called.
    */
-  catchUp(): Promise<void> {
-    if (this.#catchQueued !== undefined) return this.#catchQueued;
-    if (this.#catching !== undefined) {
-      const queued = this.#catching
-        .catch(() => {})
-        .then(() => {
-          this.#catchQueued = undefined;
-          return this.catchUp();
-        });
-      this.#catchQueued = queued;
-      return queued;
-    }
-    const running = this.#exclusive(() => this.#readFrom()).finally(() => {
-      if (this.#catching === running) this.#catching = undefined;
-    });
-    this.#catching = running;
-    return running;
-  }
+  readonly catchUp: FreshCoalesced = freshCoalescer(() => this.#exclusive(() => this.#readFrom()));
 
   /** Runs `fn` alone among the operations that move the read position or swap the file. */
   #exclusive<T>(fn: () => Promise<T>): Promise<T> {
@@ -454,7 +436,7 @@ export class RefLog {
     await this.flush();
     this.#stopWatching();
     this.#listeners.clear();
-    await this.#catching?.catch(() => {});
+    await this.catchUp.settled();
     if (this.#fd >= 0) await closeAsync(this.#fd).catch(() => {});
     this.#fd = -1;
   }

@@ -64,7 +64,7 @@ export class S3ResponseError extends Error {
 }
 
 /** The SHA-256 / HMAC-SHA-256 shape the SigV4 signer asks for, on node:crypto. */
-class NodeSha256 {
+export class NodeSha256 {
   readonly #key: Buffer | undefined;
   #chunks: Buffer[] = [];
   constructor(secret?: unknown) {

@@ -9,10 +9,10 @@
  *   headers), so the server behind it looks like one that ignores conditional
  *   writes (as GCS's XML API and some others do).
  */
-import { createHash, createHmac } from 'node:crypto';
 import { createServer as createHttpServer, request as httpRequest, type IncomingHttpHeaders } from 'node:http';
 import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
 import { SignatureV4 } from '@smithy/signature-v4';
+import { NodeSha256 } from '../../../src/backends/s3/direct.js';
 
 export interface Proxy {
   readonly endpoint: string;
@@ -101,25 +101,6 @@ export async function lossyProxy(target: string, options: LossyOptions): Promise
         server.close(() => resolve());
       }),
   };
-}
-
-/** The SHA-256 / HMAC-SHA-256 shape the SigV4 signer wants, on node:crypto. */
-class NodeSha256 {
-  readonly #key: Buffer | undefined;
-  #chunks: Buffer[] = [];
-  constructor(secret?: unknown) {
-    this.#key = secret === undefined ? undefined : Buffer.from(secret as Uint8Array);
-  }
-  update(data: Uint8Array | string): void {
-    this.#chunks.push(typeof data === 'string' ? Buffer.from(data, 'utf8') : Buffer.from(data));
-  }
-  async digest(): Promise<Uint8Array> {
-    const data = Buffer.concat(this.#chunks);
-    return this.#key === undefined ? createHash('sha256').update(data).digest() : createHmac('sha256', this.#key).update(data).digest();
-  }
-  reset(): void {
-    this.#chunks = [];
-  }
 }
 
 /** See the module comment. Requests are re-signed with `credentials` for `region`. */
