@@ -15,6 +15,23 @@ export function toHash(value: HashLike): Hash {
   return value instanceof Hash ? value : parseHash(value);
 }
 
+/**
+ * Checks the arguments of {@link Store.getRange}: both must be non-negative
+ * safe integers. Throws {@link InvalidArgumentError} naming the bad one.
+ */
+export function assertRange(offset: number, length: number): void {
+  for (const [name, value] of [['offset', offset], ['length', length]] as const) {
+    if (!Number.isSafeInteger(value) || value < 0) {
+      throw new InvalidArgumentError(`getRange ${name} must be a non-negative integer, got ${String(value)}`);
+    }
+  }
+}
+
+/** The part of `bytes` that a range read of `offset`/`length` returns: clipped to the end, copied. */
+export function sliceRange(bytes: Uint8Array, offset: number, length: number): Uint8Array {
+  return Uint8Array.prototype.slice.call(bytes, Math.min(offset, bytes.length), Math.min(offset + length, bytes.length));
+}
+
 /** True when `source` is a single buffer rather than an iterable of chunks. */
 export function isBytes(source: unknown): source is Uint8Array {
   return source instanceof Uint8Array;

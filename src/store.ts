@@ -156,6 +156,26 @@ export interface Store {
   getStream(hash: HashLike, options?: AbortOptions): AsyncIterable<Uint8Array>;
 
   /**
+   * Reads `length` bytes at byte `offset` of an object: an S3 Range GET, a
+   * disk pread, a memory slice. The result is clipped to the object's end,
+   * so a result shorter than `length` (possibly empty) means the object ends
+   * sooner; callers that expect a full range treat a short one as damage.
+   * The bytes are **not** verified (a range cannot be checked against the
+   * object's hash): the caller checks what it asked for, as packs do with
+   * the hash of each blob they cut out.
+   *
+   * Rejects with {@link NotFoundError} if the object is absent and
+   * {@link InvalidArgumentError} if `offset` or `length` is not a
+   * non-negative safe integer.
+   *
+   * @example
+   * ```ts
+   * const header = await store.getRange(hash, 0, 16); // at most 16 bytes
+   * ```
+   */
+  getRange(hash: HashLike, offset: number, length: number, options?: AbortOptions): Promise<Uint8Array>;
+
+  /**
    * True if the object is present. Does not read or verify its bytes.
    *
    * @example

@@ -230,6 +230,32 @@ export function conformanceSuite(name: string, target: ConformanceTarget): void 
         expect(total).toBe(bytes.length);
       });
 
+      test('getRange returns the asked bytes, clipped at the end, of small and large objects', async () => {
+        const small = randomBytes(1000, 21);
+        const large = randomBytes(2 * 1024 * 1024 + 5, 22);
+        const [smallHash, largeHash] = [await writer.put(small), await writer.put(chunked(large, 256 * 1024))];
+        const same = (a: Uint8Array, b: Uint8Array): boolean => Buffer.from(a).equals(Buffer.from(b));
+        expect(same(await store.getRange(smallHash, 10, 100), small.subarray(10, 110))).toBe(true);
+        expect(same(await store.getRange(smallHash, 0, 1000), small)).toBe(true);
+        expect(same(await store.getRange(smallHash, 990, 100), small.subarray(990))).toBe(true);
+        expect((await store.getRange(smallHash, 1000, 10)).length).toBe(0);
+        expect((await store.getRange(smallHash, 5000, 10)).length).toBe(0);
+        expect((await store.getRange(smallHash, 3, 0)).length).toBe(0);
+        const mid = 1024 * 1024 + 3;
+        expect(same(await store.getRange(largeHash, mid, 70_000), large.subarray(mid, mid + 70_000))).toBe(true);
+        expect(same(await store.getRange(largeHash, large.length - 4, 64), large.subarray(large.length - 4))).toBe(true);
+      });
+
+      test('getRange of a missing object is a NotFoundError; bad offsets are InvalidArgumentError', async () => {
+        const missing = hashBytes(bytesOf('no range here'));
+        await expect(store.getRange(missing, 0, 10)).rejects.toBeInstanceOf(NotFoundError);
+        await expect(store.getRange(missing, 0, 0)).rejects.toBeInstanceOf(NotFoundError);
+        const hash = await writer.put(bytesOf('ranged'));
+        for (const [offset, length] of [[-1, 2], [0, -2], [1.5, 2], [0, Number.NaN], [2 ** 60, 1]] as const) {
+          await expect(store.getRange(hash, offset, length), `${offset}/${length}`).rejects.toBeInstanceOf(InvalidArgumentError);
+        }
+      });
+
       test('has is true for a stored object and false for a missing one', async () => {
         const hash = await writer.put(bytesOf('present'));
         expect(await store.has(hash)).toBe(true);

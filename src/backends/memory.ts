@@ -11,7 +11,7 @@
 import { throwIfAborted, type AbortOptions } from '../abort.js';
 import { ClosedError, NotFoundError } from '../errors.js';
 import type { Hash } from '../hash.js';
-import { collectBytes, hashOf, toHash } from '../object-io.js';
+import { assertRange, collectBytes, hashOf, sliceRange, toHash } from '../object-io.js';
 import { assertRefName, assertRefPrefix } from '../ref-name.js';
 import type {
   CasResult,
@@ -98,6 +98,12 @@ export class MemoryStore implements Store {
   async *getStream(hashLike: HashLike, options?: AbortOptions): AsyncIterable<Uint8Array> {
     this.#check(options);
     yield this.#getBytes(toHash(hashLike)).slice();
+  }
+
+  async getRange(hashLike: HashLike, offset: number, length: number, options?: AbortOptions): Promise<Uint8Array> {
+    this.#check(options);
+    assertRange(offset, length);
+    return sliceRange(this.#getBytes(toHash(hashLike)), offset, length);
   }
 
   async has(hashLike: HashLike, options?: AbortOptions): Promise<boolean> {

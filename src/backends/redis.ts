@@ -23,7 +23,7 @@ import { Redis, type RedisOptions } from 'ioredis';
 import { raceAbort, throwIfAborted, type AbortOptions } from '../abort.js';
 import { ClosedError, CorruptStoreError, InvalidArgumentError, NotFoundError } from '../errors.js';
 import { parseHash, type Hash } from '../hash.js';
-import { assertObjectSource, collectBytes, hashOf, toHash, verifiedStream, verifyBytes } from '../object-io.js';
+import { assertObjectSource, assertRange, collectBytes, hashOf, toHash, verifiedStream, verifyBytes } from '../object-io.js';
 import { assertRefName, assertRefPrefix } from '../ref-name.js';
 import type {
   CasResult,
@@ -239,6 +239,18 @@ export class RedisStore implements Store {
       }
     }
     yield* verifiedStream(hash, ranges());
+  }
+
+  async getRange(hashLike: HashLike, offset: number, length: number, options?: AbortOptions): Promise<Uint8Array> {
+    this.#check(options);
+    assertRange(offset, length);
+    const hash = toHash(hashLike);
+    const key = this.#objectKey(hash);
+    const chunk =
+      length === 0 ? Buffer.alloc(0) : await this.#call('cannot read an object', options, () => this.#client.getrangeBuffer(key, offset, offset + length - 1), hash.toString());
+    // GETRANGE answers an empty string both past the end and for a missing key.
+    if (chunk.length === 0 && !(await this.#call('cannot read an object', options, () => this.#client.exists(key), hash.toString()))) throw notFound(hash);
+    return new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.length);
   }
 
   async has(hashLike: HashLike, options?: AbortOptions): Promise<boolean> {

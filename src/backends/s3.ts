@@ -38,11 +38,12 @@ import {
   BackendError,
   ClosedError,
   InvalidArgumentError,
+  NotFoundError,
   UnsupportedError,
   type CairnError,
 } from '../errors.js';
 import { DEFAULT_ALGORITHM, hashBytes, type Hash, type HashAlgorithm } from '../hash.js';
-import { assertObjectSource, chunksOf, concatBytes, isBytes, mapConcurrent, toHash, verifiedStream, verifyBytes } from '../object-io.js';
+import { assertObjectSource, assertRange, chunksOf, concatBytes, isBytes, mapConcurrent, toHash, verifiedStream, verifyBytes } from '../object-io.js';
 import { assertRefName, assertRefPrefix, isValidRefName } from '../ref-name.js';
 import type {
   CasResult,
@@ -480,6 +481,63 @@ export class S3Store implements Store {
       // An unread body holds its socket: release it however the consumer stopped.
       body.destroy();
     }
+  }
+
+  async getRange(hashLike: HashLike, offset: number, length: number, options?: AbortOptions): Promise<Uint8Array> {
+    const signal = options?.signal;
+    this.#check(signal);
+    assertRange(offset, length);
+    const hash = toHash(hashLike);
+    if (length === 0) {
+      if (!(await this.has(hash, options))) throw new NotFoundError(`object ${hash.toString()} not found`, { key: hash.toString() });
+      return new Uint8Array(0);
+    }
+    let body: Readable;
+    // Bytes of the body to drop before the range: a server that ignores Range answers 200 with the whole object.
+    let skip = offset;
+    try {
+      const out = await this.#client.send(
+        new GetObjectCommand({ Bucket: this.bucket, Key: this.#keys.object(hash), Range: `bytes=${offset}-${offset + length - 1}` }),
+        { abortSignal: signal },
+      );
+      body = out.Body as Readable;
+      if (out.ContentRange !== undefined) {
+        const start = /^bytes (\d+)-/.exec(out.ContentRange)?.[1];
+        if (start === undefined || Number(start) !== offset) {
+          body.destroy();
+          throw new BackendError(`get object range ${hash.toString()}: asked for bytes from ${offset}, the server answered "${out.ContentRange.slice(0, 80)}"`, {
+            key: hash.toString(),
+            retryable: false,
+          });
+        }
+        skip = 0;
+      }
+    } catch (error) {
+      if (error instanceof BackendError) throw error;
+      // 416: the range starts at or past the object's end (a missing key is a 404).
+      if (statusOf(error) === 416) return new Uint8Array(0);
+      throw this.#error(error, 'get object range', signal, hash.toString());
+    }
+    // Bounded by what was asked, never by what the server sends: a server that
+    // ignores Range and sends the whole object is cut off at `length` bytes.
+    const out = Buffer.allocUnsafe(length);
+    let filled = 0;
+    try {
+      for await (const whole of body as AsyncIterable<Uint8Array>) {
+        const dropped = Math.min(skip, whole.length);
+        skip -= dropped;
+        const chunk = whole.subarray(dropped);
+        const take = Math.min(chunk.length, length - filled);
+        out.set(chunk.subarray(0, take), filled);
+        filled += take;
+        if (filled === length) break;
+      }
+    } catch (error) {
+      throw this.#error(error, 'read object range', signal, hash.toString());
+    } finally {
+      body.destroy();
+    }
+    return new Uint8Array(out.buffer, out.byteOffset, filled);
   }
 
   async has(hashLike: HashLike, options?: AbortOptions): Promise<boolean> {

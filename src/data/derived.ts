@@ -109,6 +109,14 @@ class DerivedStore implements Store {
     else yield* this.#parent.getStream(hash, options);
   }
 
+  async getRange(hashLike: HashLike, offset: number, length: number, options?: AbortOptions): Promise<Uint8Array> {
+    this.#check(options);
+    const hash = toHash(hashLike);
+    if (this.#deleted.has(hash.toString())) throw notFound(hash);
+    if (await this.#upper.has(hash)) return this.#upper.getRange(hash, offset, length, options);
+    return this.#parent.getRange(hash, offset, length, options);
+  }
+
   async has(hashLike: HashLike, options?: AbortOptions): Promise<boolean> {
     this.#check(options);
     const hash = toHash(hashLike);

@@ -22,7 +22,7 @@ import { LRUCache } from 'lru-cache';
 import { raceAbort, throwIfAborted, type AbortOptions } from '../abort.js';
 import { ClosedError } from '../errors.js';
 import type { Hash } from '../hash.js';
-import { toHash, verifyBytes } from '../object-io.js';
+import { assertRange, sliceRange, toHash, verifyBytes } from '../object-io.js';
 import type {
   CasResult,
   HashLike,
@@ -197,6 +197,19 @@ export class CachedStore implements Store {
     }
     // Streams are for objects too large to hold: pass through uncached (the inner store verifies).
     yield* this.#inner.getStream(hash, options);
+  }
+
+  /** A range of a cached object is cut from the cache; a miss reads only the range from the inner store, uncached. */
+  async getRange(hashLike: HashLike, offset: number, length: number, options?: AbortOptions): Promise<Uint8Array> {
+    this.#check(options);
+    assertRange(offset, length);
+    const hash = toHash(hashLike);
+    const hit = this.#lru.get(hash.toString());
+    if (hit !== undefined) {
+      this.#hits++;
+      return sliceRange(hit, offset, length);
+    }
+    return this.#inner.getRange(hash, offset, length, options);
   }
 
   async has(hashLike: HashLike, options?: AbortOptions): Promise<boolean> {

@@ -581,6 +581,18 @@ export class LayeredStore extends EventEmitter<LayeredEvents> implements Store {
     yield* this.#upper.getStream(hash, options);
   }
 
+  /** Upper first, then lower. A range is not copied up: it cannot be verified on its own. */
+  async getRange(hashLike: HashLike, offset: number, length: number, options?: AbortOptions): Promise<Uint8Array> {
+    this.#check(options);
+    const hash = toHash(hashLike);
+    try {
+      return await this.#upper.getRange(hash, offset, length, options);
+    } catch (error) {
+      if (!(error instanceof NotFoundError)) throw error;
+    }
+    return this.#lower.getRange(hash, offset, length, options);
+  }
+
   async has(hashLike: HashLike, options?: AbortOptions): Promise<boolean> {
     this.#check(options);
     const hash = toHash(hashLike);

@@ -96,6 +96,11 @@ export class ReadOnlyStore implements Store {
     yield* this.#inner.getStream(hash, options);
   }
 
+  async getRange(hash: HashLike, offset: number, length: number, options?: AbortOptions): Promise<Uint8Array> {
+    this.#open();
+    return this.#inner.getRange(hash, offset, length, options);
+  }
+
   async has(hash: HashLike, options?: AbortOptions): Promise<boolean> {
     this.#open();
     return this.#inner.has(hash, options);
