@@ -49,80 +49,15 @@ import { LargeFiles, READ_CHUNK } from './disk/large.js';
 import { openLayout } from './disk/layout.js';
 import { ObjectLog, RECORD_PAYLOAD_LIMIT, type CompactionResult } from './disk/object-log.js';
 import { RefLog } from './disk/ref-log.js';
+import { positiveInteger, type DiskStoreOptions } from './disk/options.js';
 import { emptyReport, type RecoveryReport } from './disk/report.js';
 
 export type { CompactionResult } from './disk/object-log.js';
+export type { DiskStoreOptions } from './disk/options.js';
 export type { DroppedStretch, RecoveryReport } from './disk/report.js';
-
-/** Options of {@link openDiskStore}. */
-export interface DiskStoreOptions {
-  /**
-   * Objects up to this many bytes are stored as records in segment files;
-   * larger ones (and streams that grow past it) get a file of their own.
-   * Also the most a streaming put buffers in memory. At most 64 MiB.
-   * @default 1048576 (1 MiB)
-   */
-  smallObjectMaxBytes?: number | undefined;
-  /**
-   * A segment file is sealed and a new one started once it would grow past
-   * this size. Only sealed segments are compacted.
-   * @default 67108864 (64 MiB)
-   */
-  segmentMaxBytes?: number | undefined;
-  /**
-   * Write an index checkpoint after this many bytes of new records (or the
-   * size of the last checkpoint, if larger, so that rewriting the checkpoint
-   * never costs more than the data it covers), so that opening the store
-   * replays at most about this much.
-   * @default 67108864 (64 MiB)
-   */
-  checkpointEveryBytes?: number | undefined;
-  /**
-   * A lock file older than this is broken even if its holder's pid seems
-   * alive (a pid reused after a crash, a holder on another host). Holders
-   * keep a lock for about one fsync, so this only matters after a crash.
-   * @default 30000
-   */
-  staleLockMs?: number | undefined;
-  /**
-   * Ignore the index checkpoint and rebuild the index from every segment,
-   * checking every record's CRC; what fails is dropped and reported.
-   * @default false
-   */
-  fullScan?: boolean | undefined;
-  /**
-   * Compact in the background once at least a segment's worth of segment
-   * bytes, and half of them, belong to deleted or superseded records.
-   * {@link DiskStore.compact} works either way.
-   * @default true
-   */
-  autoCompact?: boolean | undefined;
-  /**
-   * The ref log is rewritten with only the current values once it grows
-   * past this size and is mostly superseded records.
-   * @default 8388608 (8 MiB)
-   */
-  refLogMaxBytes?: number | undefined;
-}
-
-const DEFAULTS = {
-  smallObjectMaxBytes: 1024 * 1024,
-  refLogMaxBytes: 8 * 1024 * 1024,
-  segmentMaxBytes: 64 * 1024 * 1024,
-  checkpointEveryBytes: 64 * 1024 * 1024,
-  staleLockMs: 30_000,
-};
 
 /** Temp files of large puts older than this were left by a process that died. */
 const TEMP_SWEEP_AGE_MS = 60 * 60 * 1000;
-
-function positiveInteger(options: DiskStoreOptions, name: keyof typeof DEFAULTS, max: number): number {
-  const value = options[name] ?? DEFAULTS[name];
-  if (typeof value !== 'number' || !Number.isInteger(value) || value < 1 || value > max) {
-    throw new InvalidArgumentError(`option ${name} must be an integer from 1 to ${max}, got ${String(value)}`);
-  }
-  return value;
-}
 
 /**
  * Opens the disk store in `dir`, creating it if `dir` is missing or empty.
@@ -312,7 +247,7 @@ export class DiskStore implements Store {
     const fromLog = await this.#readFromLog(key);
     if (fromLog !== undefined) return fromLog;
     try {
-      return await this.#readLarge(hash);
+      return await this.#large.read(hash);
     } catch (error) {
       if (!(error instanceof NotFoundError)) throw error;
     }
@@ -333,24 +268,6 @@ export class DiskStore implements Store {
       await this.#objects.refresh();
     }
     return undefined;
-  }
-
-  async #readLarge(hash: Hash): Promise<Uint8Array> {
-    const { handle, size } = await this.#large.openRead(hash);
-    try {
-      const buf = Buffer.allocUnsafe(size);
-      let done = 0;
-      while (done < size) {
-        const { bytesRead } = await handle.read(buf, done, size - done, done);
-        if (bytesRead === 0) break;
-        done += bytesRead;
-      }
-      return buf.subarray(0, done);
-    } catch (error) {
-      throw mapFsError(error, `reading large object ${hash.toString()}`, { key: hash.toString() });
-    } finally {
-      await handle.close().catch(() => {});
-    }
   }
 
   async *getStream(hashLike: HashLike, options?: AbortOptions): AsyncIterable<Uint8Array> {
@@ -393,31 +310,14 @@ export class DiskStore implements Store {
     // Small objects live whole in a segment record (at most 1 MiB): read it and cut.
     const small = await this.#readFromLog(hash.toString());
     if (small !== undefined) return sliceRange(small, offset, length);
-    let opened: { handle: import('node:fs/promises').FileHandle; size: number };
     try {
-      opened = await this.#large.openRead(hash);
+      return await this.#large.readRange(hash, offset, length);
     } catch (error) {
       if (!(error instanceof NotFoundError)) throw error;
       await this.#objects.refresh();
       const afterRefresh = await this.#readFromLog(hash.toString());
       if (afterRefresh !== undefined) return sliceRange(afterRefresh, offset, length);
       throw error;
-    }
-    const { handle, size } = opened;
-    try {
-      const want = Math.max(0, Math.min(length, size - offset));
-      const buf = Buffer.allocUnsafe(want);
-      let done = 0;
-      while (done < want) {
-        const { bytesRead } = await handle.read(buf, done, want - done, offset + done);
-        if (bytesRead === 0) break;
-        done += bytesRead;
-      }
-      return new Uint8Array(buf.buffer, buf.byteOffset, done);
-    } catch (error) {
-      throw mapFsError(error, `reading a range of large object ${hash.toString()}`, { key: hash.toString() });
-    } finally {
-      await handle.close().catch(() => {});
     }
   }
 

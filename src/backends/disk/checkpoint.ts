@@ -8,9 +8,25 @@
  * not parse is ignored (and reported), and the store rebuilds the index by
  * scanning every segment, which is always correct, only slower.
  *
+ * This module holds the codec and the file's save and load: saving is temp
+ * file, fdatasync, rename, directory fsync, so a crash leaves the old
+ * checkpoint or the new one, never a mix.
+ *
  * @module
  */
+import { constants } from 'node:fs';
+import { readFile, rename, unlink, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { HashAlgorithm } from '../../hash.js';
+import { closeAsync, fdatasyncAsync, fstatAsync, openAsync } from './fd.js';
 import { FRAME_HEADER, parseFrame, sealFrame } from './frame.js';
+import { errnoOf, mapFsError } from './fs-errors.js';
+import { fsyncDir, READ_FLAGS } from './layout.js';
+import { ALGO_CODE, ALGO_NAME, Segment, type Entry } from './record.js';
+import { noteDropped, type RecoveryReport } from './report.js';
+
+/** The checkpoint's file name in the store root. */
+export const CHECKPOINT_FILE = 'index.ckpt';
 
 /** 'CKPT' little endian. */
 export const CHECKPOINT_MAGIC = 0x54504b43;
@@ -144,4 +160,130 @@ function* iterateEntries(buf: Buffer, start: number, count: number): Iterable<Ch
     };
     p += ENTRY_BYTES;
   }
+}
+
+/**
+ * Serialises the index as of now. Synchronous on purpose: the index and
+ * the segments' coverage must describe the same moment.
+ */
+export function snapshotCheckpoint(clock: number, segments: readonly Segment[], index: ReadonlyMap<string, Entry>): Buffer {
+  const live = segments.filter((s) => !s.removed);
+  const position = new Map(live.map((s, i) => [s, i]));
+  const entries: CheckpointEntry[] = [];
+  for (const [key, entry] of index) {
+    const segment = position.get(entry.seg);
+    if (segment === undefined) continue;
+    const colon = key.indexOf(':');
+    entries.push({
+      kind: entry.kind,
+      algo: ALGO_CODE[key.slice(0, colon) as HashAlgorithm],
+      digest: key.slice(colon + 1),
+      segment,
+      offset: entry.offset,
+      length: entry.length,
+      time: entry.time,
+      gen: entry.gen,
+    });
+  }
+  return encodeCheckpoint(
+    clock,
+    live.map((s) => ({ name: s.name, covered: s.scannedTo })),
+    entries.length,
+    entries,
+  );
+}
+
+/** Writes a checkpoint file atomically (temp file named after `writerId`, fdatasync, rename, directory fsync). */
+export async function saveCheckpoint(root: string, writerId: string, buf: Buffer): Promise<void> {
+  const final = join(root, CHECKPOINT_FILE);
+  const temp = `${final}.${writerId}.tmp`;
+  try {
+    await writeFile(temp, buf, { flag: constants.O_CREAT | constants.O_TRUNC | constants.O_WRONLY | constants.O_NOFOLLOW });
+    const fd = await openAsync(temp, READ_FLAGS);
+    try {
+      await fdatasyncAsync(fd);
+    } finally {
+      await closeAsync(fd);
+    }
+    await rename(temp, final);
+    await fsyncDir(root);
+  } catch (error) {
+    await unlink(temp).catch(() => {});
+    throw mapFsError(error, 'writing the index checkpoint');
+  }
+}
+
+/** What {@link loadCheckpoint} needs from the object log. */
+export interface CheckpointTarget {
+  /** The segment's read fd, or undefined if its file is gone. */
+  fdOf(seg: Segment): number | undefined;
+  /** Makes the log know a segment (with `scannedTo` set to what the checkpoint covers, or 0 to rescan it). */
+  register(seg: Segment): void;
+  /** Adds an index entry (latest wins). */
+  install(key: string, entry: Entry): void;
+}
+
+/**
+ * Loads the checkpoint in `root` into `target`; resolves with its clock and
+ * size, or undefined if there is none or it is unusable (said in `report`).
+ */
+export async function loadCheckpoint(
+  root: string,
+  report: RecoveryReport,
+  target: CheckpointTarget,
+): Promise<{ clock: number; bytes: number } | undefined> {
+  let buf: Buffer;
+  try {
+    buf = await readFile(join(root, CHECKPOINT_FILE), { flag: READ_FLAGS });
+  } catch (error) {
+    if (errnoOf(error) === 'ENOENT') return undefined;
+    if (errnoOf(error) === 'ELOOP') {
+      report.checkpoint = 'discarded';
+      report.checkpointProblem = `${CHECKPOINT_FILE} is a symlink, which the store does not follow`;
+      return undefined;
+    }
+    throw mapFsError(error, 'reading the index checkpoint');
+  }
+  const decoded = decodeCheckpoint(buf);
+  if (typeof decoded === 'string') {
+    report.checkpoint = 'discarded';
+    report.checkpointProblem = `${CHECKPOINT_FILE} was ignored: ${decoded}`;
+    return { clock: 0, bytes: buf.length };
+  }
+  // Only segments that still exist and are at least as long as recorded are trusted.
+  const usable: (Segment | undefined)[] = [];
+  for (const { name, covered } of decoded.segments) {
+    let seg = Segment.fromName(name);
+    const fd = seg === undefined ? undefined : target.fdOf(seg);
+    if (seg !== undefined && fd === undefined) {
+      seg = undefined;
+    } else if (seg !== undefined) {
+      const size = (await fstatAsync(fd!)).size;
+      if (size < covered) {
+        noteDropped(report, { file: `segments/${name}`, offset: size, bytes: covered - size, reason: 'truncated' });
+        // Rescan it from the start: the checkpoint's entries for it may point past its end.
+        target.register(seg);
+        seg = undefined;
+      } else {
+        seg.scannedTo = covered;
+        target.register(seg);
+      }
+    }
+    usable.push(seg);
+  }
+  decoded.forEachEntry((e) => {
+    const seg = usable[e.segment];
+    const algorithm = ALGO_NAME[e.algo];
+    if (seg === undefined || algorithm === undefined) return;
+    target.install(`${algorithm}:${Buffer.from(e.digest as Uint8Array).toString('hex')}`, {
+      kind: e.kind,
+      seg,
+      offset: e.offset,
+      length: e.length,
+      time: e.time,
+      gen: e.gen,
+    });
+  });
+  report.checkpoint = 'loaded';
+  return { clock: decoded.clock, bytes: buf.length };
 }

@@ -137,6 +137,30 @@ export class LargeFiles {
     return { handle, size: info.size };
   }
 
+  /** The object's whole (unverified) bytes; NotFoundError if it has no file. */
+  async read(hash: Hash): Promise<Uint8Array> {
+    const { handle, size } = await this.openRead(hash);
+    try {
+      return await readAt(handle, 0, size);
+    } catch (error) {
+      throw mapFsError(error, `reading large object ${hash.toString()}`, { key: hash.toString() });
+    } finally {
+      await handle.close().catch(() => {});
+    }
+  }
+
+  /** Up to `length` (unverified) bytes from `offset`, clipped at the end; NotFoundError if it has no file. */
+  async readRange(hash: Hash, offset: number, length: number): Promise<Uint8Array> {
+    const { handle, size } = await this.openRead(hash);
+    try {
+      return await readAt(handle, offset, Math.max(0, Math.min(length, size - offset)));
+    } catch (error) {
+      throw mapFsError(error, `reading a range of large object ${hash.toString()}`, { key: hash.toString() });
+    } finally {
+      await handle.close().catch(() => {});
+    }
+  }
+
   /** Removes the object's file, if any, durably. */
   async remove(hash: Hash): Promise<boolean> {
     try {
@@ -175,4 +199,16 @@ export class LargeFiles {
       if (info !== undefined && Date.now() - info.mtimeMs > ageMs) await unlink(path).catch(() => {});
     }
   }
+}
+
+/** Reads `want` bytes at `offset` (fewer if the file is shorter). */
+async function readAt(handle: FileHandle, offset: number, want: number): Promise<Uint8Array> {
+  const buf = Buffer.allocUnsafe(want);
+  let done = 0;
+  while (done < want) {
+    const { bytesRead } = await handle.read(buf, done, want - done, offset + done);
+    if (bytesRead === 0) break;
+    done += bytesRead;
+  }
+  return new Uint8Array(buf.buffer, buf.byteOffset, done);
 }
