@@ -31,6 +31,8 @@ import { Hash, type HashAlgorithm } from '../../hash.js';
 import { isValidRefName, MAX_REF_NAME_BYTES } from '../../ref-name.js';
 import type { CasResult, RefEntry, RefListener, RefValue } from '../../store.js';
 import { CorruptStoreError } from '../../errors.js';
+import { GroupCommitQueue } from '../../internal/group-commit.js';
+import { ListenerSet } from '../../internal/listeners.js';
 import { errnoOf, mapFsError } from './fs-errors.js';
 import { freshCoalescer, type FreshCoalesced } from './fresh-coalesce.js';
 import { FRAME_HEADER, scanFrames, sealFrame } from './frame.js';
@@ -58,12 +60,6 @@ export type RefOp =
 
 type OpResult = RefValue | undefined | CasResult;
 
-interface QueuedOp {
-  readonly op: RefOp;
-  readonly resolve: (result: OpResult) => void;
-  readonly reject: (error: unknown) => void;
-}
-
 /** Tuning of the ref log. */
 export interface RefLogOptions {
   readonly staleLockMs: number;
@@ -78,14 +74,13 @@ export class RefLog {
   readonly #options: RefLogOptions;
   readonly #report: RecoveryReport;
   readonly #state = new Map<string, RefValue>();
-  readonly #listeners = new Map<string, Set<RefListener>>();
+  readonly #listeners = new Map<string, ListenerSet<RefValue | undefined>>();
+  /** Swaps queued in this process share one lock and one fdatasync. */
+  readonly #commits = new GroupCommitQueue<RefOp, OpResult>({ commit: (ops) => this.#runBatch(ops) });
   #fd = -1;
   #readOffset = 0;
   #tailBytes = 0;
   #maxSeq = 0;
-  #queue: QueuedOp[] = [];
-  #drainRunning = false;
-  #drainDone: Promise<void> = Promise.resolve();
   #io: Promise<unknown> = Promise.resolve();
   #watcher: FSWatcher | undefined;
   #poller: NodeJS.Timeout | undefined;
@@ -151,29 +146,7 @@ export class RefLog {
 
   /** Applies a write; resolves once it is durable. */
   apply(op: RefOp): Promise<OpResult> {
-    return new Promise<OpResult>((resolve, reject) => {
-      this.#queue.push({ op, resolve, reject });
-      if (!this.#drainRunning) {
-        this.#drainRunning = true;
-        this.#drainDone = this.#drain();
-      }
-    });
-  }
-
-  async #drain(): Promise<void> {
-    try {
-      while (this.#queue.length > 0) {
-        const batch = this.#queue.splice(0, this.#queue.length);
-        try {
-          const results = await this.#runBatch(batch.map((q) => q.op));
-          batch.forEach((q, i) => q.resolve(results[i]));
-        } catch (error) {
-          for (const q of batch) q.reject(error);
-        }
-      }
-    } finally {
-      this.#drainRunning = false;
-    }
+    return this.#commits.enqueue(op);
   }
 
   async #runBatch(all: readonly RefOp[]): Promise<OpResult[]> {
@@ -370,30 +343,21 @@ export class RefLog {
   }
 
   #notify(name: string, value: RefValue | undefined): void {
-    const set = this.#listeners.get(name);
-    if (set === undefined) return;
-    for (const listener of [...set]) {
-      try {
-        listener(value);
-      } catch {
-        // A throwing listener must not stop the log from being read or others from being told.
-      }
-    }
+    this.#listeners.get(name)?.emit(value);
   }
 
   /** Registers a listener until `signal` fires; starts file events and polling for other processes' writes. */
   async watch(name: string, listener: RefListener, intervalMs: number, signal: AbortSignal | undefined): Promise<void> {
     await this.catchUp();
-    const set = this.#listeners.get(name) ?? new Set<RefListener>();
-    this.#listeners.set(name, set);
-    const entry: RefListener = (value) => listener(value);
-    set.add(entry);
+    let set = this.#listeners.get(name);
+    if (set === undefined) this.#listeners.set(name, (set = new ListenerSet()));
+    const off = set.add(listener);
     this.#startWatching(intervalMs);
     signal?.addEventListener(
       'abort',
       () => {
-        set.delete(entry);
-        if (set.size === 0) this.#listeners.delete(name);
+        off();
+        if (set.size === 0 && this.#listeners.get(name) === set) this.#listeners.delete(name);
         if (this.#listeners.size === 0) this.#stopWatching();
       },
       { once: true },
@@ -427,8 +391,8 @@ export class RefLog {
   }
 
   /** Waits for queued writes. */
-  async flush(): Promise<void> {
-    while (this.#drainRunning) await this.#drainDone;
+  flush(): Promise<void> {
+    return this.#commits.flush();
   }
 
   /** Stops watchers and closes the file. */
