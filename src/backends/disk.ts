@@ -28,7 +28,7 @@
 import { createHash } from 'node:crypto';
 import { resolve } from 'node:path';
 import { raceAbort, throwIfAborted, type AbortOptions } from '../abort.js';
-import { ClosedError, InvalidArgumentError, NotFoundError } from '../errors.js';
+import { ClosedError, InvalidArgumentError, NotFoundError, ReadOnlyError } from '../errors.js';
 import { createHasher, type Hash } from '../hash.js';
 import { assertObjectSource, assertRange, chunksOf, concatBytes, hashOf, isBytes, sliceRange, toHash, verifiedStream, verifyBytes } from '../object-io.js';
 import { assertRefName, assertRefPrefix } from '../ref-name.js';
@@ -46,10 +46,10 @@ import type {
 } from '../store.js';
 import { mapFsError } from './disk/fs-errors.js';
 import { LargeFiles, READ_CHUNK } from './disk/large.js';
-import { openLayout } from './disk/layout.js';
+import { checkLayout, openLayout } from './disk/layout.js';
 import { ObjectLog, RECORD_PAYLOAD_LIMIT, type CompactionResult } from './disk/object-log.js';
 import { RefLog } from './disk/ref-log.js';
-import { positiveInteger, type DiskStoreOptions } from './disk/options.js';
+import { flag, positiveInteger, type DiskStoreOptions } from './disk/options.js';
 import { emptyReport, type RecoveryReport } from './disk/report.js';
 
 export type { CompactionResult } from './disk/object-log.js';
@@ -63,6 +63,9 @@ const TEMP_SWEEP_AGE_MS = 60 * 60 * 1000;
  * Opens the disk store in `dir`, creating it if `dir` is missing or empty.
  * Rejects with {@link CorruptStoreError} (changing nothing) if `dir` holds
  * something that is not a Cairn store, or a store of an unknown layout.
+ * Opening never rewrites what it finds damaged (see
+ * {@link DiskStore.recovery}) unless `repair` asks; with `readOnly` it
+ * changes nothing at all.
  *
  * @example
  * ```ts
@@ -80,24 +83,26 @@ export async function openDiskStore(dir: string, options: DiskStoreOptions = {})
   const checkpointEveryBytes = positiveInteger(options, 'checkpointEveryBytes', 2 ** 40);
   const staleLockMs = positiveInteger(options, 'staleLockMs', 24 * 60 * 60 * 1000);
   const refLogMaxBytes = positiveInteger(options, 'refLogMaxBytes', 2 ** 40);
+  const readOnly = flag(options, 'readOnly', false);
+  const repair = flag(options, 'repair', false);
   const root = resolve(dir);
-  await openLayout(root);
+  await (readOnly ? checkLayout(root) : openLayout(root));
   const report = emptyReport();
   const objects = await ObjectLog.open(
     root,
-    { segmentMaxBytes, checkpointEveryBytes, staleLockMs, fullScan: options.fullScan === true, autoCompact: options.autoCompact !== false },
+    { segmentMaxBytes, checkpointEveryBytes, staleLockMs, fullScan: options.fullScan === true, autoCompact: options.autoCompact !== false, readOnly },
     report,
   );
   let refs: RefLog;
   try {
-    refs = await RefLog.open(root, { staleLockMs, rewriteAboveBytes: refLogMaxBytes }, report);
+    refs = await RefLog.open(root, { staleLockMs, rewriteAboveBytes: refLogMaxBytes, readOnly, repair }, report);
   } catch (error) {
     await objects.close().catch(() => {});
     throw error;
   }
   const large = new LargeFiles(root);
-  void large.sweepTemps(TEMP_SWEEP_AGE_MS).catch(() => {});
-  return new DiskStore(root, { objects, refs, large, report, smallObjectMaxBytes });
+  if (!readOnly) void large.sweepTemps(TEMP_SWEEP_AGE_MS).catch(() => {});
+  return new DiskStore(root, { objects, refs, large, report, smallObjectMaxBytes, readOnly });
 }
 
 interface Parts {
@@ -106,11 +111,13 @@ interface Parts {
   readonly large: LargeFiles;
   readonly report: RecoveryReport;
   readonly smallObjectMaxBytes: number;
+  readonly readOnly: boolean;
 }
 
 /** See {@link openDiskStore}. */
 export class DiskStore implements Store {
-  readonly capabilities: StoreCapabilities = {
+  readonly capabilities: StoreCapabilities;
+  static readonly #capabilities: StoreCapabilities = {
     writable: true,
     durable: true,
     atomicRefs: true,
@@ -128,6 +135,7 @@ export class DiskStore implements Store {
   readonly #large: LargeFiles;
   readonly #report: RecoveryReport;
   readonly #smallMax: number;
+  readonly #readOnly: boolean;
   #closed = false;
 
   /** Use {@link openDiskStore}. */
@@ -138,6 +146,8 @@ export class DiskStore implements Store {
     this.#large = parts.large;
     this.#report = parts.report;
     this.#smallMax = parts.smallObjectMaxBytes;
+    this.#readOnly = parts.readOnly;
+    this.capabilities = parts.readOnly ? { ...DiskStore.#capabilities, writable: false } : DiskStore.#capabilities;
   }
 
   /**
@@ -160,8 +170,13 @@ export class DiskStore implements Store {
     throwIfAborted(options?.signal);
   }
 
-  async put(source: ObjectSource, options?: PutOptions): Promise<Hash> {
+  #checkWrite(options: AbortOptions | undefined, operation: string): void {
     this.#check(options);
+    if (this.#readOnly) throw new ReadOnlyError(`${operation} was refused: the disk store was opened with readOnly; open it without readOnly to write`);
+  }
+
+  async put(source: ObjectSource, options?: PutOptions): Promise<Hash> {
+    this.#checkWrite(options, 'put');
     assertObjectSource(source);
     const algorithm = options?.algorithm;
     if (isBytes(source)) {
@@ -335,7 +350,7 @@ export class DiskStore implements Store {
   }
 
   async delete(hashLike: HashLike, options?: AbortOptions): Promise<void> {
-    this.#check(options);
+    this.#checkWrite(options, 'delete');
     const hash = toHash(hashLike);
     await this.#objects.delete(hash);
     await this.#large.remove(hash);
@@ -357,7 +372,7 @@ export class DiskStore implements Store {
   }
 
   async putMany(items: readonly Uint8Array[], options?: PutOptions): Promise<Hash[]> {
-    this.#check(options);
+    this.#checkWrite(options, 'putMany');
     if (!Array.isArray(items)) throw new InvalidArgumentError('putMany takes an array of Uint8Array');
     for (const item of items) {
       if (!isBytes(item)) throw new InvalidArgumentError(`putMany takes Uint8Array items, got ${item === null ? 'null' : typeof item}`);
@@ -393,20 +408,20 @@ export class DiskStore implements Store {
   }
 
   async setRef(name: string, hashLike: HashLike, options?: AbortOptions): Promise<RefValue> {
-    this.#check(options);
+    this.#checkWrite(options, 'setRef');
     assertRefName(name);
     const hash = toHash(hashLike);
     return (await this.#refs.apply({ type: 'set', name, hash })) as RefValue;
   }
 
   async deleteRef(name: string, options?: AbortOptions): Promise<void> {
-    this.#check(options);
+    this.#checkWrite(options, 'deleteRef');
     assertRefName(name);
     await this.#refs.apply({ type: 'delete', name });
   }
 
   async compareAndSwap(name: string, expected: HashLike | null, next: HashLike | null, options?: AbortOptions): Promise<CasResult> {
-    this.#check(options);
+    this.#checkWrite(options, 'compareAndSwap');
     assertRefName(name);
     const expectedHash = expected === null ? null : toHash(expected);
     const nextHash = next === null ? null : toHash(next);
@@ -452,7 +467,7 @@ export class DiskStore implements Store {
    * ```
    */
   async compact(options?: AbortOptions): Promise<CompactionResult> {
-    this.#check(options);
+    this.#checkWrite(options, 'compact');
     return this.#objects.compact();
   }
 

@@ -64,13 +64,35 @@ export interface ScanOutcome {
   readonly tailBytes: number;
 }
 
+/**
+ * True if `tail` (the bytes after the last valid frame, to the end of the
+ * file) can be what a writer that stopped mid-append left: a proper prefix
+ * of one frame. Its magic (as far as present) is right, its declared length
+ * is one a writer could have written (`minBody` to `maxBody`), and the file
+ * ends before that length does. A tail that holds a frame's full extent but
+ * fails the CRC, or does not start like a frame, is damage, not a torn
+ * write: appends are acknowledged only after they are whole and synced, so
+ * a crash leaves a shorter file, never a complete but wrong record.
+ */
+export function isTornPrefix(tail: Buffer, magic: number, minBody: number, maxBody: number): boolean {
+  const magicBytes = Buffer.alloc(4);
+  magicBytes.writeUInt32LE(magic);
+  if (tail.length === 0) return false;
+  if (tail.length < 4) return tail.equals(magicBytes.subarray(0, tail.length));
+  if (!tail.subarray(0, 4).equals(magicBytes)) return false;
+  if (tail.length < FRAME_HEADER) return true;
+  const length = tail.readUInt32LE(8);
+  return length >= minBody && length <= maxBody && tail.length < FRAME_HEADER + length;
+}
+
 /** Default read window: large enough for any object record, small enough to bound memory. */
 const WINDOW = 4 * 1024 * 1024;
 
 /**
  * Reads frames from `fd` between `from` and `to`, calling `visit` with each
- * valid frame's file offset and body (a view valid only during the call).
- * Memory is bounded by the window plus one frame.
+ * valid frame's file offset and body (a view valid only during the call),
+ * and `onDropped` with each bad stretch between valid frames, both in file
+ * order. Memory is bounded by the window plus one frame.
  */
 export async function scanFrames(
   fd: number,
@@ -79,6 +101,7 @@ export async function scanFrames(
   magic: number,
   maxBody: number,
   visit: (offset: number, body: Buffer) => void,
+  onDropped?: (region: DroppedRegion) => void,
 ): Promise<ScanOutcome> {
   const windowSize = WINDOW;
   let buf = Buffer.alloc(0);
@@ -126,7 +149,9 @@ export async function scanFrames(
     // A frame that runs past the end is a torn tail, unless a valid frame follows: then its length was damaged.
     const found = await resync(pos);
     if (found === undefined) break;
-    dropped.push({ offset: pos, bytes: found - pos });
+    const region = { offset: pos, bytes: found - pos };
+    dropped.push(region);
+    onDropped?.(region);
     pos = found;
   }
   return { end: pos, dropped, tailBytes: to - pos };

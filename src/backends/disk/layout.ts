@@ -23,7 +23,7 @@
 import { constants } from 'node:fs';
 import { lstat, mkdir, open, readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { CorruptStoreError } from '../../errors.js';
+import { CorruptStoreError, NotFoundError } from '../../errors.js';
 import { errnoOf, mapFsError } from './fs-errors.js';
 
 /** The file whose presence makes a directory a Cairn disk store. */
@@ -45,6 +45,35 @@ export async function fsyncDir(path: string): Promise<void> {
     await handle.sync();
   } finally {
     await handle.close();
+  }
+}
+
+/**
+ * Checks, changing nothing, that `root` is a store whose files can be read:
+ * the layout file of a known version and every sub-directory.
+ */
+export async function checkLayout(root: string): Promise<void> {
+  let entries: string[];
+  try {
+    entries = await readdir(root);
+  } catch (error) {
+    if (errnoOf(error) === 'ENOENT') {
+      throw new NotFoundError(`there is no store at ${root} (the directory does not exist); a read-only open never creates one`, { cause: error });
+    }
+    throw mapFsError(error, `reading the store directory ${root}`);
+  }
+  if (!entries.includes(LAYOUT_FILE)) {
+    throw new CorruptStoreError(`${root} has no ${LAYOUT_FILE}, so it is not a Cairn disk store; a read-only open never creates one`);
+  }
+  await checkLayoutFile(root);
+  for (const name of SUBDIRS) {
+    const path = join(root, name);
+    const info = await lstat(path).catch((error: unknown) => {
+      throw mapFsError(error, `checking ${path}`);
+    });
+    if (!info.isDirectory()) {
+      throw new CorruptStoreError(`${path} should be a directory of the store but is not; the store refuses to follow it`);
+    }
   }
 }
 

@@ -28,7 +28,7 @@ import { randomBytes } from 'node:crypto';
 import { readSync } from 'node:fs';
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { ClosedError, IntegrityError } from '../../errors.js';
+import { ClosedError, IntegrityError, ReadOnlyError } from '../../errors.js';
 import { Hash } from '../../hash.js';
 import { GroupCommitQueue } from '../../internal/group-commit.js';
 import { loadCheckpoint, saveCheckpoint, snapshotCheckpoint } from './checkpoint.js';
@@ -70,6 +70,8 @@ export interface ObjectLogOptions {
   readonly staleLockMs: number;
   readonly fullScan: boolean;
   readonly autoCompact: boolean;
+  /** Register no writer, write no checkpoint, sweep nothing; writes throw ReadOnlyError. */
+  readonly readOnly: boolean;
 }
 
 /** A record waiting for its group-commit batch. */
@@ -121,11 +123,12 @@ export class ObjectLog {
   /** Opens the log of the store at `root`: registers this writer, loads the checkpoint, replays tails. */
   static async open(root: string, options: ObjectLogOptions, report: RecoveryReport): Promise<ObjectLog> {
     const log = new ObjectLog(root, options, report);
-    await log.#writers.register();
+    if (!options.readOnly) await log.#writers.register();
     try {
       if (options.fullScan) report.checkpoint = 'skipped';
       else await log.#loadCheckpoint();
       await log.refresh();
+      if (options.readOnly) return log;
       if (log.#sinceCheckpoint >= options.checkpointEveryBytes) log.#checkpointSoon();
       void log.#writers.sweep().catch(() => {});
     } catch (error) {
@@ -506,6 +509,7 @@ export class ObjectLog {
 
   #checkOpen(): void {
     if (this.#closed) throw new ClosedError('the disk store is closed');
+    if (this.#options.readOnly) throw new ReadOnlyError('the disk store was opened read-only; open it without readOnly to write');
   }
 
   /** Waits for queued writes and a running compaction, checkpoints, and releases files. */
@@ -516,13 +520,13 @@ export class ObjectLog {
     await this.#compacting?.catch(() => {});
     await this.#checkpointing?.catch(() => {});
     let checkpointError: unknown;
-    if (this.#sinceCheckpoint > 0) await this.#writeCheckpoint().catch((error: unknown) => (checkpointError = error));
+    if (this.#sinceCheckpoint > 0 && !this.#options.readOnly) await this.#writeCheckpoint().catch((error: unknown) => (checkpointError = error));
     for (const seg of this.#segments.values()) {
       if (seg.fd !== undefined) await closeAsync(seg.fd).catch(() => {});
       seg.fd = undefined;
     }
     await this.#appender.discardEmpty();
-    await this.#writers.unregister();
+    if (!this.#options.readOnly) await this.#writers.unregister();
     if (checkpointError !== undefined) throw checkpointError;
   }
 }

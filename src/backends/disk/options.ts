@@ -3,7 +3,7 @@
  *
  * @module
  */
-import { InvalidArgumentError } from '../../errors.js';
+import { InvalidArgumentError, type ReadOnlyError } from '../../errors.js';
 
 /** Options of {@link openDiskStore}. */
 export interface DiskStoreOptions {
@@ -54,6 +54,24 @@ export interface DiskStoreOptions {
    * @default 8388608 (8 MiB)
    */
   refLogMaxBytes?: number | undefined;
+  /**
+   * Open without changing anything in the directory: no store is created
+   * (the directory must already be one), no writer is registered, no lock
+   * taken, no checkpoint written, no torn tail truncated, no temp file
+   * swept. Every write throws {@link ReadOnlyError}. Use it for read-side
+   * work on a store others share, such as a `file://` remote.
+   * @default false
+   */
+  readOnly?: boolean | undefined;
+  /**
+   * Repair on purpose what opening finds damaged, instead of only reporting
+   * it: a ref log with damaged records is rewritten from its intact records,
+   * so refs the damage hid take their last intact value
+   * (`recovery.refLogRepaired` says it happened). For the store's owner
+   * after reading the recovery report; ignored with `readOnly`.
+   * @default false
+   */
+  repair?: boolean | undefined;
 }
 
 export const DEFAULTS = {
@@ -70,5 +88,12 @@ export function positiveInteger(options: DiskStoreOptions, name: keyof typeof DE
   if (typeof value !== 'number' || !Number.isInteger(value) || value < 1 || value > max) {
     throw new InvalidArgumentError(`option ${name} must be an integer from 1 to ${max}, got ${String(value)}`);
   }
+  return value;
+}
+
+/** A boolean option (or false), checked. */
+export function flag(options: DiskStoreOptions, name: 'readOnly' | 'repair' | 'fullScan' | 'autoCompact', fallback: boolean): boolean {
+  const value = options[name] ?? fallback;
+  if (typeof value !== 'boolean') throw new InvalidArgumentError(`option ${name} must be true or false, got ${String(value)}`);
   return value;
 }

@@ -1,6 +1,7 @@
 /**
- * Refs: an append-only log of CRC-framed records (`refs/log`), written only
- * under a cross-process lock (`refs/lock`), replayed into an in-memory map.
+ * Refs: an append-only log of CRC-framed records (`refs/log`, format in
+ * `ref-record.ts`), written only under a cross-process lock (`refs/lock`),
+ * replayed into an in-memory map.
  *
  * Why a log and not a file per ref: ref names never become paths, so no
  * name, whatever its bytes, can reach outside the store (or collide, as
@@ -14,42 +15,50 @@
  * Versions are the record's sequence number, which only grows (a rewrite of
  * the log keeps the highest one), so a version never repeats for a ref.
  *
- * Record body: `kind u8 | algorithm u8 | name length u16 | seq f64 | digest[32] | name`.
- * A base record (kind 3) starts a rewritten log and carries the sequence only.
+ * **Damage versus a torn write.** A writer appends whole records with one
+ * write, fdatasyncs, and only then acknowledges; it holds the lock
+ * throughout. So a crash mid-append can leave only a *proper prefix of one
+ * record* after the last good one: right magic, a declared length (and a
+ * name length agreeing with it) that runs past the end of the file. That
+ * torn tail was never acknowledged: it is ignored, and the next writer,
+ * holding the lock (so no live writer is mid-append), truncates it before
+ * appending. Everything else that fails to parse is *damage* to bytes that
+ * may have been acknowledged: a record whose full extent is present but
+ * fails its CRC (bit rot), bytes after the last record that do not start
+ * like one, or a bad stretch between good records. Damage is never
+ * truncated or read past as if the older value were the truth: it is listed
+ * in the recovery report (`corrupt`, `refLogDamaged`), and every ref whose
+ * newest intact record comes before the damage may have a newer value in
+ * it, so reading it (get, list, a swap) throws {@link CorruptStoreError}
+ * until the ref is written again (a set or delete appends a record after
+ * the damage) or the store is opened with `repair`, which rewrites the log
+ * from its intact records, accepting their values on purpose.
+ *
+ * A store opened `readOnly` never creates, locks, truncates or rewrites
+ * anything here; a store opened for writing changes the file only to append
+ * and to truncate a torn tail under the lock, never on open.
  *
  * @module
  */
-import {
-  constants,
-  watch,
-  type FSWatcher,
-} from 'node:fs';
+import { constants, read, watch, type FSWatcher } from 'node:fs';
 import { rename, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import { openAsync, closeAsync, writeAsync, fdatasyncAsync, fstatAsync, ftruncateAsync } from './fd.js';
-import { Hash, type HashAlgorithm } from '../../hash.js';
-import { isValidRefName, MAX_REF_NAME_BYTES } from '../../ref-name.js';
-import type { CasResult, RefEntry, RefListener, RefValue } from '../../store.js';
-import { CorruptStoreError } from '../../errors.js';
+import { promisify } from 'node:util';
+import { CorruptStoreError, ReadOnlyError } from '../../errors.js';
+import type { Hash } from '../../hash.js';
 import { GroupCommitQueue } from '../../internal/group-commit.js';
 import { ListenerSet } from '../../internal/listeners.js';
-import { errnoOf, mapFsError } from './fs-errors.js';
+import type { CasResult, RefEntry, RefListener, RefValue } from '../../store.js';
+import { closeAsync, fdatasyncAsync, fstatAsync, ftruncateAsync, openAsync, writeAsync } from './fd.js';
 import { freshCoalescer, type FreshCoalesced } from './fresh-coalesce.js';
-import { FRAME_HEADER, scanFrames, sealFrame } from './frame.js';
+import { FRAME_HEADER, scanFrames, type DroppedRegion } from './frame.js';
+import { errnoOf, mapFsError } from './fs-errors.js';
 import { fsyncDir } from './layout.js';
 import { acquireLock } from './lock.js';
+import { BODY_FIXED, decodeRecord, encodeRecord, isTornRecord, KIND_BASE, KIND_DELETE, KIND_SET, MAX_BODY, MIN_RECORD, REF_MAGIC, seqOf } from './ref-record.js';
 import { noteDropped, type RecoveryReport } from './report.js';
 
-
-/** 'CREF' little endian. */
-const REF_MAGIC = 0x46455243;
-const KIND_SET = 1;
-const KIND_DELETE = 2;
-const KIND_BASE = 3;
-const BODY_FIXED = 44;
-const MAX_BODY = BODY_FIXED + MAX_REF_NAME_BYTES;
-const ALGO_CODE: Record<HashAlgorithm, number> = { sha256: 1, blake3: 2 };
-const ALGO_NAME: readonly (HashAlgorithm | undefined)[] = [undefined, 'sha256', 'blake3'];
+const readAsync = promisify(read);
 const LOG_FILE = 'log';
 
 /** A write to apply under the lock. */
@@ -65,6 +74,10 @@ export interface RefLogOptions {
   readonly staleLockMs: number;
   /** Rewrite the log once it is larger than this and mostly superseded records. */
   readonly rewriteAboveBytes: number;
+  /** Never create, lock, truncate or rewrite the file; writes throw ReadOnlyError. */
+  readonly readOnly: boolean;
+  /** On open, drop damaged records for good by rewriting the log from its intact ones (under the lock). */
+  readonly repair: boolean;
 }
 
 /** The refs of one open store. */
@@ -76,11 +89,16 @@ export class RefLog {
   readonly #state = new Map<string, RefValue>();
   readonly #listeners = new Map<string, ListenerSet<RefValue | undefined>>();
   /** Swaps queued in this process share one lock and one fdatasync. */
-  readonly #commits = new GroupCommitQueue<RefOp, OpResult>({ commit: (ops) => this.#runBatch(ops) });
+  readonly #commits = new GroupCommitQueue<RefOp, OpResult | CorruptStoreError>({ commit: (ops) => this.#runBatch(ops) });
   #fd = -1;
   #readOffset = 0;
+  /** Bytes of a torn tail after `#readOffset` (never damage: that is skipped and remembered). */
   #tailBytes = 0;
   #maxSeq = 0;
+  /** The last damaged stretch read, if any: refs not written since may hide a newer value in it. */
+  #damage: DroppedRegion | undefined;
+  /** Refs with an intact record after `#damage`. */
+  readonly #clean = new Set<string>();
   #io: Promise<unknown> = Promise.resolve();
   #watcher: FSWatcher | undefined;
   #poller: NodeJS.Timeout | undefined;
@@ -93,21 +111,15 @@ export class RefLog {
     this.#report = report;
   }
 
-  /** Opens (creating if needed) and replays the ref log; repairs a torn tail left by a dead writer. */
+  /** Opens (creating it if writable) and replays the ref log; changes nothing unless `repair` asks. */
   static async open(root: string, options: RefLogOptions, report: RecoveryReport): Promise<RefLog> {
     const log = new RefLog(root, options, report);
     await log.#openFile();
     try {
+      // A torn tail is left alone here: it may be a live writer's append in progress (only the lock
+      // can tell), and a reader must not change the file. The next writer truncates it.
       await log.catchUp();
-      if (log.#tailBytes > 0) {
-        // Bytes after the last good record: a writer mid-append, or one that died. Only the lock can tell.
-        const lock = await acquireLock(join(log.#dir, 'lock'), { staleMs: options.staleLockMs });
-        try {
-          await log.#repairTail();
-        } finally {
-          await lock.release();
-        }
-      }
+      if (options.repair && !options.readOnly && log.#damage !== undefined) await log.#repair();
     } catch (error) {
       await log.close();
       throw error;
@@ -116,61 +128,82 @@ export class RefLog {
   }
 
   async #openFile(): Promise<void> {
+    const flags = this.#options.readOnly ? constants.O_RDONLY | constants.O_NOFOLLOW : constants.O_CREAT | constants.O_RDWR | constants.O_NOFOLLOW;
+    this.#readOffset = 0;
+    this.#tailBytes = 0;
     try {
-      this.#fd = await openAsync(this.#path, constants.O_CREAT | constants.O_RDWR | constants.O_NOFOLLOW, 0o644);
-      await fsyncDir(this.#dir);
+      this.#fd = await openAsync(this.#path, flags, 0o644);
+      if (!this.#options.readOnly) await fsyncDir(this.#dir);
     } catch (error) {
       if (errnoOf(error) === 'ELOOP') {
         throw new CorruptStoreError('refs/log in the store is a symlink, which the store never follows; remove it and reopen', {
           cause: error,
         });
       }
+      // Read-only, and no ref was ever written: no refs (until a writer creates the file).
+      if (this.#options.readOnly && errnoOf(error) === 'ENOENT') return;
       throw mapFsError(error, 'opening the ref log refs/log');
     }
-    this.#readOffset = 0;
-    this.#tailBytes = 0;
   }
 
   /** The ref's value as of now (after reading what other processes appended). */
   async get(name: string): Promise<RefValue | undefined> {
     await this.catchUp();
+    if (this.#suspect(name)) throw this.#damageError(`ref ${name}`);
     return this.#state.get(name);
   }
 
   /** Refs starting with `prefix`, sorted by name. */
   async list(prefix: string): Promise<RefEntry[]> {
     await this.catchUp();
+    // A damaged record may hold any name: a listing cannot say which refs it hides or changes.
+    if (this.#damage !== undefined) throw this.#damageError('the ref listing');
     const names = [...this.#state.keys()].filter((n) => n.startsWith(prefix)).sort();
     return names.map((name) => ({ name, ...this.#state.get(name)! }));
   }
 
   /** Applies a write; resolves once it is durable. */
-  apply(op: RefOp): Promise<OpResult> {
-    return this.#commits.enqueue(op);
+  async apply(op: RefOp): Promise<OpResult> {
+    if (this.#options.readOnly) throw new ReadOnlyError(`the disk store was opened read-only; ${op.type} of ref ${op.name} refused`);
+    const result = await this.#commits.enqueue(op);
+    if (result instanceof CorruptStoreError) throw result;
+    return result;
   }
 
-  async #runBatch(all: readonly RefOp[]): Promise<OpResult[]> {
+  #suspect(name: string): boolean {
+    return this.#damage !== undefined && !this.#clean.has(name);
+  }
+
+  #damageError(what: string): CorruptStoreError {
+    const d = this.#damage!;
+    return new CorruptStoreError(
+      `${what} may have a newer value in a damaged record of refs/log (${d.bytes} bytes at offset ${d.offset}), so no older value is given as current; ` +
+        'set the ref again if you know its value, or open the store with { repair: true } to accept the last intact values',
+    );
+  }
+
+  async #runBatch(all: readonly RefOp[]): Promise<(OpResult | CorruptStoreError)[]> {
     // A swap whose expected value is not the current one fails without the lock: the value we
     // read (after the call began) was the ref's value at that moment, a valid point to fail at.
     await this.catchUp();
-    const early = all.map((op) => (op.type === 'cas' && !casMatches(op, this.#state.get(op.name)) ? this.#state.get(op.name) : null));
-    const ops = all.filter((_, i) => early[i] === null);
-    if (ops.length === 0) return early.map((current) => ({ ok: false, current: current ?? undefined }));
-    const locked = await this.#runLocked(ops);
+    const fails = (op: RefOp): boolean => op.type === 'cas' && !this.#suspect(op.name) && !casMatches(op, this.#state.get(op.name));
+    const ops = all.filter((op) => !fails(op));
+    const failed = all.map((op) => (fails(op) ? { ok: false, current: this.#state.get(op.name) } : undefined));
+    const locked = ops.length === 0 ? [] : await this.#runLocked(ops);
     let next = 0;
-    return early.map((current) => (current === null ? locked[next++] : { ok: false, current }));
+    return failed.map((result) => result ?? locked[next++]);
   }
 
-  async #runLocked(ops: readonly RefOp[]): Promise<OpResult[]> {
+  async #runLocked(ops: readonly RefOp[]): Promise<(OpResult | CorruptStoreError)[]> {
     const lock = await acquireLock(join(this.#dir, 'lock'), { staleMs: this.#options.staleLockMs });
     try {
       await this.catchUp();
-      // We hold the lock, so nobody is appending: unparsed bytes are a dead writer's torn tail.
-      if (this.#tailBytes > 0) await this.#repairTail();
+      // We hold the lock, so nobody is appending: a torn tail is a dead writer's, never acknowledged.
+      if (this.#tailBytes > 0) await this.#exclusive(() => this.#truncateTail());
       const view = new Map<string, RefValue | undefined>();
       const current = (name: string): RefValue | undefined => (view.has(name) ? view.get(name) : this.#state.get(name));
       const frames: Buffer[] = [];
-      const results: OpResult[] = [];
+      const results: (OpResult | CorruptStoreError)[] = [];
       let seq = this.#maxSeq;
       const write = (name: string, hash: Hash | null): RefValue | undefined => {
         seq++;
@@ -181,46 +214,64 @@ export class RefLog {
       };
       for (const op of ops) {
         const found = current(op.name);
+        const suspect = !view.has(op.name) && this.#suspect(op.name);
         if (op.type === 'set') {
           results.push(write(op.name, op.hash));
         } else if (op.type === 'delete') {
-          if (found !== undefined) write(op.name, null);
+          // A damaged record may have set it: record the delete either way.
+          if (found !== undefined || suspect) write(op.name, null);
           results.push(undefined);
+        } else if (suspect) {
+          results.push(this.#damageError(`ref ${op.name}`));
         } else {
           if (!casMatches(op, found)) results.push({ ok: false, current: found });
           else if (op.next === null && found === undefined) results.push({ ok: true, current: undefined });
           else results.push({ ok: true, current: write(op.name, op.next) });
         }
       }
-      if (frames.length > 0) {
-        const buf = frames.length === 1 ? frames[0]! : Buffer.concat(frames);
-        // We hold the lock and have read to the end, so the end of what we read is the end of the file.
-        const at = this.#readOffset;
-        try {
-          let done = 0;
-          while (done < buf.length) done += (await writeAsync(this.#fd, buf, done, buf.length - done, at + done)).bytesWritten;
-          await fdatasyncAsync(this.#fd);
-        } catch (error) {
-          // Take back what may have landed, so that a failed write is not later read as done.
-          await ftruncateAsync(this.#fd, at).catch(() => {});
-          await this.#exclusive(() => this.#reload()).catch(() => {});
-          throw mapFsError(error, 'appending to the ref log refs/log');
-        }
-        // Read our own records back through the same path as everyone else's: one place updates state and watchers.
-        await this.catchUp();
-        if (this.#readOffset > this.#options.rewriteAboveBytes && this.#readOffset > 8 * this.#liveBytes()) {
-          await this.#exclusive(() => this.#rewrite());
-        }
-      }
+      if (frames.length > 0) await this.#append(frames);
       return results;
     } finally {
       await lock.release();
     }
   }
 
-  async #repairTail(): Promise<void> {
+  /** Appends records (under the lock) and reads them back. */
+  async #append(frames: readonly Buffer[]): Promise<void> {
+    const buf = frames.length === 1 ? frames[0]! : Buffer.concat(frames);
+    // We hold the lock and have read to the end, so the end of what we read is the end of the file.
+    const at = this.#readOffset;
+    try {
+      let done = 0;
+      while (done < buf.length) done += (await writeAsync(this.#fd, buf, done, buf.length - done, at + done)).bytesWritten;
+      await fdatasyncAsync(this.#fd);
+    } catch (error) {
+      // Take back what may have landed, so that a failed write is not later read as done.
+      await ftruncateAsync(this.#fd, at).catch(() => {});
+      await this.#exclusive(() => this.#reload()).catch(() => {});
+      throw mapFsError(error, 'appending to the ref log refs/log');
+    }
+    // Read our own records back through the same path as everyone else's: one place updates state and watchers.
     await this.catchUp();
-    await this.#exclusive(() => this.#truncateTail());
+    // Never while damaged: a rewrite would make the older values the truth for good.
+    if (this.#damage === undefined && this.#readOffset > this.#options.rewriteAboveBytes && this.#readOffset > 8 * this.#liveBytes()) {
+      await this.#exclusive(() => this.#rewrite());
+    }
+  }
+
+  /** `repair`: under the lock, rewrites the log from its intact records, dropping the damage for good. */
+  async #repair(): Promise<void> {
+    const lock = await acquireLock(join(this.#dir, 'lock'), { staleMs: this.#options.staleLockMs });
+    try {
+      await this.catchUp();
+      await this.#exclusive(() => this.#rewrite());
+      this.#damage = undefined;
+      this.#clean.clear();
+      this.#report.refLogDamaged = false;
+      this.#report.refLogRepaired = true;
+    } finally {
+      await lock.release();
+    }
   }
 
   async #truncateTail(): Promise<void> {
@@ -283,6 +334,8 @@ export class RefLog {
   async #reload(): Promise<void> {
     const before = new Map(this.#state);
     this.#state.clear();
+    this.#damage = undefined;
+    this.#clean.clear();
     this.#readOffset = 0;
     this.#tailBytes = 0;
     await this.#readFrom();
@@ -293,6 +346,11 @@ export class RefLog {
   }
 
   async #readFrom(): Promise<void> {
+    if (this.#fd < 0) {
+      // Read-only and no log yet: perhaps a writer has created it since.
+      await this.#openFile();
+      if (this.#fd < 0) return;
+    }
     let info;
     try {
       info = await fstatAsync(this.#fd);
@@ -311,35 +369,63 @@ export class RefLog {
       this.#tailBytes = 0;
       return;
     }
-    const outcome = await scanFrames(this.#fd, this.#readOffset, end, REF_MAGIC, MAX_BODY, (_offset, body) => this.#applyRecord(body));
-    for (const region of outcome.dropped) noteDropped(this.#report, { file: 'refs/log', ...region, reason: 'corrupt' });
+    const outcome = await scanFrames(
+      this.#fd,
+      this.#readOffset,
+      end,
+      REF_MAGIC,
+      MAX_BODY,
+      (_offset, body) => this.#applyRecord(body),
+      (region) => this.#noteDamage(region),
+    );
     this.#readOffset = outcome.end;
     this.#tailBytes = outcome.tailBytes;
+    if (outcome.tailBytes > 0 && !(await this.#tailIsTorn(outcome.end, outcome.tailBytes))) {
+      // Damage at the end: remembered, and read past, so that records appended after it are read.
+      this.#noteDamage({ offset: outcome.end, bytes: outcome.tailBytes });
+      this.#readOffset = end;
+      this.#tailBytes = 0;
+    }
+  }
+
+  async #tailIsTorn(at: number, bytes: number): Promise<boolean> {
+    // A torn tail is shorter than one record; anything longer is damage without reading it.
+    if (bytes >= FRAME_HEADER + MAX_BODY) return false;
+    const buf = Buffer.alloc(bytes);
+    let filled = 0;
+    while (filled < bytes) {
+      const { bytesRead } = await readAsync(this.#fd, buf, filled, bytes - filled, at + filled);
+      if (bytesRead === 0) break;
+      filled += bytesRead;
+    }
+    return isTornRecord(buf.subarray(0, filled));
+  }
+
+  #noteDamage(region: DroppedRegion): void {
+    noteDropped(this.#report, { file: 'refs/log', ...region, reason: 'corrupt' });
+    this.#damage = region;
+    this.#clean.clear();
+    this.#report.refLogDamaged = true;
+    // The stretch may hold records; each took one sequence number, so none of theirs is handed out again.
+    this.#maxSeq += Math.floor(region.bytes / MIN_RECORD) + 1;
   }
 
   #applyRecord(body: Buffer): void {
-    if (body.length < BODY_FIXED) return;
-    const kind = body[0]!;
-    const nameLength = body.readUInt16LE(2);
-    const seq = body.readDoubleLE(4);
-    if (body.length !== BODY_FIXED + nameLength) return;
+    const seq = seqOf(body);
+    if (seq === undefined) return;
     if (seq > this.#maxSeq) this.#maxSeq = seq;
     this.#report.recordsReplayed++;
-    if (kind === KIND_BASE) return;
-    const name = body.toString('latin1', BODY_FIXED);
-    if (!isValidRefName(name)) return;
+    const record = decodeRecord(body);
+    if (record === undefined || record.kind === KIND_BASE) return;
     let value: RefValue | undefined;
-    if (kind === KIND_SET) {
-      const algorithm = ALGO_NAME[body[1]!];
-      if (algorithm === undefined) return;
-      value = { hash: Hash.fromDigest(algorithm, body.subarray(12, 44)), version: String(seq) };
-      this.#state.set(name, value);
-    } else if (kind === KIND_DELETE) {
-      this.#state.delete(name);
+    if (record.kind === KIND_SET) {
+      value = { hash: record.hash, version: String(seq) };
+      this.#state.set(record.name, value);
     } else {
-      return;
+      this.#state.delete(record.name);
     }
-    this.#notify(name, value);
+    if (this.#damage !== undefined) this.#clean.add(record.name);
+    this.#notify(record.name, value);
   }
 
   #notify(name: string, value: RefValue | undefined): void {
@@ -408,18 +494,4 @@ export class RefLog {
 
 function casMatches(op: { readonly expected: Hash | null }, found: RefValue | undefined): boolean {
   return op.expected === null ? found === undefined : found !== undefined && found.hash.equals(op.expected);
-}
-
-function encodeRecord(kind: number, name: string, seq: number, hash: Hash | null): Buffer {
-  const nameBytes = Buffer.from(name, 'latin1');
-  const frame = Buffer.alloc(FRAME_HEADER + BODY_FIXED + nameBytes.length);
-  const p = FRAME_HEADER;
-  frame[p] = kind;
-  frame[p + 1] = hash === null ? 0 : ALGO_CODE[hash.algorithm];
-  frame.writeUInt16LE(nameBytes.length, p + 2);
-  frame.writeDoubleLE(seq, p + 4);
-  if (hash !== null) frame.write(hash.hex, p + 12, 32, 'hex');
-  nameBytes.copy(frame, p + BODY_FIXED);
-  sealFrame(frame, 0, REF_MAGIC, BODY_FIXED + nameBytes.length);
-  return frame;
 }

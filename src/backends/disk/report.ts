@@ -6,6 +6,7 @@
  *
  * @module
  */
+import type { CorruptStoreError } from '../../errors.js';
 
 /** One stretch of a store file that was not used. */
 export interface DroppedStretch {
@@ -14,8 +15,13 @@ export interface DroppedStretch {
   readonly offset: number;
   readonly bytes: number;
   /**
-   * `corrupt`: a record whose checksum failed, followed by good records;
-   * `torn-tail`: bytes after the last good record, left by a writer that died;
+   * `corrupt`: damage to bytes that may have been acknowledged: a record
+   * whose full extent is present but fails its checksum, or bytes that do
+   * not start like a record, wherever they are (between good records or at
+   * the end);
+   * `torn-tail`: a proper prefix of one record after the last good one, left
+   * by a writer that died mid-append (never acknowledged), removed by the
+   * next writer;
    * `truncated`: a file shorter than the checkpoint recorded.
    */
   readonly reason: 'corrupt' | 'torn-tail' | 'truncated';
@@ -33,11 +39,28 @@ export interface RecoveryReport {
   readonly dropped: DroppedStretch[];
   /** Sum of `dropped[].bytes`. */
   droppedBytes: number;
+  /**
+   * True while a damaged record in `refs/log` may hide the newest value of
+   * some refs: reading those refs (or listing refs) throws
+   * {@link CorruptStoreError} until they are written again or the store is
+   * opened with `repair`. A CLI should warn whenever this is true.
+   */
+  refLogDamaged: boolean;
+  /** True if this open's `repair` rewrote a damaged ref log from its intact records (older values accepted). */
+  refLogRepaired: boolean;
 }
 
 /** A fresh, empty report. */
 export function emptyReport(): RecoveryReport {
-  return { checkpoint: 'missing', checkpointProblem: undefined, recordsReplayed: 0, dropped: [], droppedBytes: 0 };
+  return {
+    checkpoint: 'missing',
+    checkpointProblem: undefined,
+    recordsReplayed: 0,
+    dropped: [],
+    droppedBytes: 0,
+    refLogDamaged: false,
+    refLogRepaired: false,
+  };
 }
 
 /** Adds one dropped stretch. */
