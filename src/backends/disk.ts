@@ -28,7 +28,7 @@
 import { createHash } from 'node:crypto';
 import { resolve } from 'node:path';
 import { raceAbort, throwIfAborted, type AbortOptions } from '../abort.js';
-import { ClosedError, InvalidArgumentError, NotFoundError, ReadOnlyError } from '../errors.js';
+import { ClosedError, InvalidArgumentError, NotFoundError, ReadOnlyError, type CorruptStoreError } from '../errors.js';
 import { createHasher, type Hash } from '../hash.js';
 import { assertObjectSource, assertRange, chunksOf, concatBytes, hashOf, isBytes, sliceRange, toHash, verifiedStream, verifyBytes } from '../object-io.js';
 import { assertRefName, assertRefPrefix } from '../ref-name.js';
@@ -151,14 +151,19 @@ export class DiskStore implements Store {
   }
 
   /**
-   * What recovery found wrong and dropped since the store was opened: torn
-   * tails left by crashed writers, records that failed their checksum, a
-   * damaged checkpoint. Empty after a clean shutdown.
+   * What recovery found wrong since the store was opened: torn tails left
+   * by crashed writers (never acknowledged, dropped), damage to records that
+   * may have been acknowledged (`corrupt`), a damaged checkpoint. Empty
+   * after a clean shutdown. While `refLogDamaged` is true, reads of refs a
+   * damaged ref record may hide throw {@link CorruptStoreError} instead of
+   * returning an older value; show it as a warning, and repair on purpose
+   * with `openDiskStore(dir, { repair: true })`.
    *
    * @example
    * ```ts
    * const store = await openDiskStore(dir);
    * for (const d of store.recovery.dropped) console.warn(`dropped ${d.bytes} bytes of ${d.file} (${d.reason})`);
+   * if (store.recovery.refLogDamaged) console.warn('refs/log is damaged: some refs cannot be read until repaired');
    * ```
    */
   get recovery(): Readonly<RecoveryReport> {

@@ -65,8 +65,9 @@ export interface ScanOutcome {
 }
 
 /**
- * True if `tail` (the bytes after the last valid frame, to the end of the
- * file) can be what a writer that stopped mid-append left: a proper prefix
+ * True if a tail of `tailLength` bytes (after the last valid frame, to the
+ * end of the file), whose first bytes are `head` (at least a frame header's
+ * worth, or the whole tail if shorter), can be what a writer that stopped mid-append left: a proper prefix
  * of one frame. Its magic (as far as present) is right, its declared length
  * is one a writer could have written (`minBody` to `maxBody`), and the file
  * ends before that length does. A tail that holds a frame's full extent but
@@ -74,15 +75,15 @@ export interface ScanOutcome {
  * write: appends are acknowledged only after they are whole and synced, so
  * a crash leaves a shorter file, never a complete but wrong record.
  */
-export function isTornPrefix(tail: Buffer, magic: number, minBody: number, maxBody: number): boolean {
+export function isTornPrefix(head: Buffer, tailLength: number, magic: number, minBody: number, maxBody: number): boolean {
   const magicBytes = Buffer.alloc(4);
   magicBytes.writeUInt32LE(magic);
-  if (tail.length === 0) return false;
-  if (tail.length < 4) return tail.equals(magicBytes.subarray(0, tail.length));
-  if (!tail.subarray(0, 4).equals(magicBytes)) return false;
-  if (tail.length < FRAME_HEADER) return true;
-  const length = tail.readUInt32LE(8);
-  return length >= minBody && length <= maxBody && tail.length < FRAME_HEADER + length;
+  if (tailLength === 0) return false;
+  if (head.length < 4) return head.equals(magicBytes.subarray(0, head.length));
+  if (!head.subarray(0, 4).equals(magicBytes)) return false;
+  if (head.length < FRAME_HEADER) return true;
+  const length = head.readUInt32LE(8);
+  return length >= minBody && length <= maxBody && tailLength < FRAME_HEADER + length;
 }
 
 /** Default read window: large enough for any object record, small enough to bound memory. */

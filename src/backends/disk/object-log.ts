@@ -33,8 +33,8 @@ import { Hash } from '../../hash.js';
 import { GroupCommitQueue } from '../../internal/group-commit.js';
 import { loadCheckpoint, saveCheckpoint, snapshotCheckpoint } from './checkpoint.js';
 import { compactSegments, type CompactionHost, type CompactionResult } from './compaction.js';
-import { closeAsync, readAsync, fdatasyncAsync, fstatAsync } from './fd.js';
-import { scanFrames, sealFrame } from './frame.js';
+import { closeAsync, readAsync, fdatasyncAsync } from './fd.js';
+import { sealFrame } from './frame.js';
 import { mapFsError } from './fs-errors.js';
 import { freshCoalescer } from './fresh-coalesce.js';
 import {
@@ -42,7 +42,6 @@ import {
   decodeBodyHeader,
   KIND_PUT,
   KIND_TOMBSTONE,
-  MAX_RECORD_BODY,
   RECORD_HEADER,
   Segment,
   SEGMENT_MAGIC,
@@ -50,7 +49,8 @@ import {
   writeBodyHeader,
   type Entry,
 } from './record.js';
-import { noteDropped, type RecoveryReport } from './report.js';
+import type { RecoveryReport } from './report.js';
+import { scanSegmentTail } from './segment-scan.js';
 import { SegmentWriter } from './segment-writer.js';
 import { WriterRegistry } from './writers.js';
 
@@ -303,42 +303,12 @@ export class ObjectLog {
   }
 
   async #scanTail(seg: Segment): Promise<void> {
-    const fd = seg.readFd(this.#dir);
-    if (fd === undefined) return;
-    // Held as a reader for the whole scan: a compaction that retires this segment meanwhile must
-    // not close the fd under the awaits below (seen as EBADF in the compaction race test).
-    seg.readers++;
-    try {
-      await this.#scanTailWith(seg, fd);
-    } finally {
-      seg.readers--;
-      if (seg.removed) seg.closeIfRetired();
-    }
-  }
-
-  async #scanTailWith(seg: Segment, fd: number): Promise<void> {
-    let size: number;
-    try {
-      size = (await fstatAsync(fd)).size;
-    } catch (error) {
-      throw mapFsError(error, `reading segments/${seg.name}`);
-    }
-    const file = `segments/${seg.name}`;
-    if (size > seg.scannedTo) {
-      const before = seg.scannedTo;
-      const outcome = await scanFrames(fd, seg.scannedTo, size, SEGMENT_MAGIC, MAX_RECORD_BODY, (offset, body) =>
-        this.#applyScanned(seg, offset, body),
-      );
-      for (const region of outcome.dropped) noteDropped(this.#report, { file, ...region, reason: 'corrupt' });
-      seg.scannedTo = outcome.end;
-      this.#sinceCheckpoint += outcome.end - before;
-      if (outcome.tailBytes > 0 && (await this.#writers.isDead(seg.writer))) {
-        noteDropped(this.#report, { file, offset: outcome.end, bytes: outcome.tailBytes, reason: 'torn-tail' });
-        seg.scannedTo = size;
-        seg.complete = true;
-      }
-    }
-    if (!seg.complete && seg.scannedTo >= size && (await this.#writers.isDead(seg.writer))) seg.complete = true;
+    this.#sinceCheckpoint += await scanSegmentTail(seg, {
+      dir: this.#dir,
+      report: this.#report,
+      isDead: (writer) => this.#writers.isDead(writer),
+      visit: (segment, offset, body) => this.#applyScanned(segment, offset, body),
+    });
   }
 
   #applyScanned(seg: Segment, offset: number, body: Buffer): void {

@@ -40,7 +40,7 @@
  *
  * @module
  */
-import { constants, read, watch, type FSWatcher } from 'node:fs';
+import { constants, read } from 'node:fs';
 import { rename, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -49,6 +49,7 @@ import type { Hash } from '../../hash.js';
 import { GroupCommitQueue } from '../../internal/group-commit.js';
 import { ListenerSet } from '../../internal/listeners.js';
 import type { CasResult, RefEntry, RefListener, RefValue } from '../../store.js';
+import { ChangeFeed } from './change-feed.js';
 import { closeAsync, fdatasyncAsync, fstatAsync, ftruncateAsync, openAsync, writeAsync } from './fd.js';
 import { freshCoalescer, type FreshCoalesced } from './fresh-coalesce.js';
 import { FRAME_HEADER, scanFrames, type DroppedRegion } from './frame.js';
@@ -100,15 +101,14 @@ export class RefLog {
   /** Refs with an intact record after `#damage`. */
   readonly #clean = new Set<string>();
   #io: Promise<unknown> = Promise.resolve();
-  #watcher: FSWatcher | undefined;
-  #poller: NodeJS.Timeout | undefined;
-  #pollMs = Infinity;
+  readonly #feed: ChangeFeed;
 
   private constructor(root: string, options: RefLogOptions, report: RecoveryReport) {
     this.#dir = join(root, 'refs');
     this.#path = join(this.#dir, LOG_FILE);
     this.#options = options;
     this.#report = report;
+    this.#feed = new ChangeFeed(this.#dir, () => void this.catchUp().catch(() => {}));
   }
 
   /** Opens (creating it if writable) and replays the ref log; changes nothing unless `repair` asks. */
@@ -438,42 +438,16 @@ export class RefLog {
     let set = this.#listeners.get(name);
     if (set === undefined) this.#listeners.set(name, (set = new ListenerSet()));
     const off = set.add(listener);
-    this.#startWatching(intervalMs);
+    this.#feed.start(intervalMs);
     signal?.addEventListener(
       'abort',
       () => {
         off();
         if (set.size === 0 && this.#listeners.get(name) === set) this.#listeners.delete(name);
-        if (this.#listeners.size === 0) this.#stopWatching();
+        if (this.#listeners.size === 0) this.#feed.stop();
       },
       { once: true },
     );
-  }
-
-  #startWatching(intervalMs: number): void {
-    const poll = (): void => void this.catchUp().catch(() => {});
-    if (this.#watcher === undefined) {
-      try {
-        // Watch the directory: a rewrite replaces the file, which a watch on the file itself would miss.
-        this.#watcher = watch(this.#dir, { persistent: true }, poll);
-        this.#watcher.on('error', () => this.#watcher?.close());
-      } catch {
-        // No fs events here (some network file systems): polling alone covers it.
-      }
-    }
-    if (intervalMs < this.#pollMs) {
-      if (this.#poller !== undefined) clearInterval(this.#poller);
-      this.#pollMs = intervalMs;
-      this.#poller = setInterval(poll, Math.max(5, intervalMs));
-    }
-  }
-
-  #stopWatching(): void {
-    this.#watcher?.close();
-    this.#watcher = undefined;
-    if (this.#poller !== undefined) clearInterval(this.#poller);
-    this.#poller = undefined;
-    this.#pollMs = Infinity;
   }
 
   /** Waits for queued writes. */
@@ -484,7 +458,7 @@ export class RefLog {
   /** Stops watchers and closes the file. */
   async close(): Promise<void> {
     await this.flush();
-    this.#stopWatching();
+    this.#feed.stop();
     this.#listeners.clear();
     await this.catchUp.settled();
     if (this.#fd >= 0) await closeAsync(this.#fd).catch(() => {});

@@ -75,7 +75,7 @@ export function seqOf(body: Buffer): number | undefined {
  * the last good record is damage.
  */
 export function isTornRecord(tail: Buffer): boolean {
-  if (!isTornPrefix(tail, REF_MAGIC, BODY_FIXED, MAX_BODY)) return false;
+  if (!isTornPrefix(tail, tail.length, REF_MAGIC, BODY_FIXED, MAX_BODY)) return false;
   if (tail.length < FRAME_HEADER + 4) return true;
   return BODY_FIXED + tail.readUInt16LE(FRAME_HEADER + 2) === tail.readUInt32LE(8);
 }
