@@ -71,6 +71,8 @@ describe('disk ref log: damage is reported, never an older value', () => {
       );
       expect(got, `flip at byte ${offset - newest} of the record`).toBeInstanceOf(CorruptStoreError);
       expect(got).not.toBe(a.toString());
+      expect((got as CorruptStoreError).ref).toBe('heads/x');
+      expect((got as CorruptStoreError).code).toBe('ERR_CORRUPT_STORE');
       expect(store.recovery.refLogDamaged).toBe(true);
       expect(store.recovery.dropped.some((d) => d.file === 'refs/log' && d.reason === 'corrupt')).toBe(true);
       await store.close();

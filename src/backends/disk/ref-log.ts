@@ -149,7 +149,7 @@ export class RefLog {
   /** The ref's value as of now (after reading what other processes appended). */
   async get(name: string): Promise<RefValue | undefined> {
     await this.catchUp();
-    if (this.#suspect(name)) throw this.#damageError(`ref ${name}`);
+    if (this.#suspect(name)) throw this.#damageError(name);
     return this.#state.get(name);
   }
 
@@ -157,7 +157,7 @@ export class RefLog {
   async list(prefix: string): Promise<RefEntry[]> {
     await this.catchUp();
     // A damaged record may hold any name: a listing cannot say which refs it hides or changes.
-    if (this.#damage !== undefined) throw this.#damageError('the ref listing');
+    if (this.#damage !== undefined) throw this.#damageError(undefined);
     const names = [...this.#state.keys()].filter((n) => n.startsWith(prefix)).sort();
     return names.map((name) => ({ name, ...this.#state.get(name)! }));
   }
@@ -174,11 +174,13 @@ export class RefLog {
     return this.#damage !== undefined && !this.#clean.has(name);
   }
 
-  #damageError(what: string): CorruptStoreError {
+  #damageError(name: string | undefined): CorruptStoreError {
     const d = this.#damage!;
+    const where = `refs/log has a damaged record (${d.bytes} bytes at offset ${d.offset}) that may hold`;
+    const what = name === undefined ? `${where} any ref's newest value, so refs cannot be listed` : `${where} the newest value of ref ${name}, so no older value is given as current`;
     return new CorruptStoreError(
-      `${what} may have a newer value in a damaged record of refs/log (${d.bytes} bytes at offset ${d.offset}), so no older value is given as current; ` +
-        'set the ref again if you know its value, or open the store with { repair: true } to accept the last intact values',
+      `${what}. Set the refs again if you know their values, or open the store with repair to accept the last intact values`,
+      name === undefined ? {} : { ref: name },
     );
   }
 
@@ -222,7 +224,7 @@ export class RefLog {
           if (found !== undefined || suspect) write(op.name, null);
           results.push(undefined);
         } else if (suspect) {
-          results.push(this.#damageError(`ref ${op.name}`));
+          results.push(this.#damageError(op.name));
         } else {
           if (!casMatches(op, found)) results.push({ ok: false, current: found });
           else if (op.next === null && found === undefined) results.push({ ok: true, current: undefined });
