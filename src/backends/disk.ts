@@ -10,7 +10,11 @@
  * - Large objects and streams that outgrow that limit get a file each
  *   (temp, fsync, rename, directory fsync), so memory stays bounded.
  * - Refs live in an append-only log written under a cross-process lock, so
- *   compare-and-swap is atomic between processes sharing the directory.
+ *   compare-and-swap is atomic between processes sharing the directory. A
+ *   damaged ref record is reported (CorruptStoreError on the refs it may
+ *   hide), never read as the older value (see `disk/ref-log.ts`).
+ * - Opening never rewrites what it finds damaged; `readOnly` changes no file
+ *   at all, for read-side work on a shared store.
  * - Every read is verified against its hash: wrong bytes are never returned.
  *
  * Several processes may open one directory at once: each appends to its own

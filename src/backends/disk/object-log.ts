@@ -19,8 +19,10 @@
  * latest record for a hash wins (a put or a tombstone), so deletes order
  * correctly across writers.
  *
- * Elsewhere: the record format (`record.ts`), the checkpoint (`checkpoint.ts`),
- * compaction (`compaction.ts`), writer liveness (`writers.ts`).
+ * Elsewhere: the record format (`record.ts`), appending a batch
+ * (`segment-writer.ts`), reading a segment's new records (`segment-scan.ts`),
+ * the checkpoint (`checkpoint.ts`), compaction (`compaction.ts`), writer
+ * liveness (`writers.ts`).
  *
  * @module
  */
