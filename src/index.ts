@@ -43,6 +43,7 @@ export { derivedStore } from './data/derived.js';
 export { assertJsonValue, type JsonValue } from './data/json.js';
 export { cached, CachedStore, type CachedOptions, type CacheStats } from './layers/cached.js';
 export { readOnly, ReadOnlyStore } from './layers/read-only.js';
+export { ForwardingStore, type ForwardingOptions } from './layers/forwarding.js';
 export {
   BatchUploader,
   type BatchUploaderOptions,

@@ -20,21 +20,10 @@
  */
 import { LRUCache } from 'lru-cache';
 import { raceAbort, throwIfAborted, type AbortOptions } from '../abort.js';
-import { ClosedError } from '../errors.js';
 import type { Hash } from '../hash.js';
 import { assertRange, sliceRange, toHash, verifyBytes } from '../object-io.js';
-import type {
-  CasResult,
-  HashLike,
-  ObjectSource,
-  PutOptions,
-  RefEntry,
-  RefListener,
-  RefValue,
-  Store,
-  StoreCapabilities,
-  WatchOptions,
-} from '../store.js';
+import type { HashLike, Store } from '../store.js';
+import { ForwardingStore } from './forwarding.js';
 import { integerOption, storeOption } from './options.js';
 
 /** Options of {@link cached}. */
@@ -90,15 +79,12 @@ export function cached(store: Store, options: CachedOptions = {}): CachedStore {
 }
 
 /** See {@link cached}. */
-export class CachedStore implements Store {
-  readonly capabilities: StoreCapabilities;
-  readonly #inner: Store;
+export class CachedStore extends ForwardingStore {
   readonly #lru: LRUCache<string, Uint8Array>;
   readonly #maxObjectBytes: number;
   readonly #inFlight = new Map<string, Promise<Uint8Array>>();
   /** Bumped by every delete, so a read that started before it does not re-cache a deleted object. */
   #epoch = 0;
-  #closed = false;
   #hits = 0;
   #misses = 0;
   #coalesced = 0;
@@ -107,16 +93,9 @@ export class CachedStore implements Store {
   constructor(inner: Store, options: CachedOptions = {}) {
     storeOption('cached', 'store', inner);
     const maxBytes = integerOption('cached', 'maxBytes', options.maxBytes, 64 * 2 ** 20, 1);
-    this.#maxObjectBytes = integerOption(
-      'cached',
-      'maxObjectBytes',
-      options.maxObjectBytes,
-      Math.max(1, Math.floor(maxBytes / 8)),
-      0,
-      maxBytes,
-    );
-    this.#inner = inner;
-    this.capabilities = { ...inner.capabilities };
+    const maxObjectBytes = integerOption('cached', 'maxObjectBytes', options.maxObjectBytes, Math.max(1, Math.floor(maxBytes / 8)), 0, maxBytes);
+    super(inner, { name: 'cached store' });
+    this.#maxObjectBytes = maxObjectBytes;
     this.#lru = new LRUCache<string, Uint8Array>({
       maxSize: maxBytes,
       // The empty object still takes an entry; lru-cache needs a positive size.
@@ -142,13 +121,13 @@ export class CachedStore implements Store {
   }
 
   #check(options: AbortOptions | undefined): void {
-    if (this.#closed) throw new ClosedError('the cached store is closed');
+    this.assertOpen();
     throwIfAborted(options?.signal);
   }
 
   #remember(key: string, hash: Hash, bytes: Uint8Array, epoch: number): void {
     verifyBytes(hash, bytes);
-    if (bytes.length <= this.#maxObjectBytes && epoch === this.#epoch && !this.#closed) this.#lru.set(key, bytes);
+    if (bytes.length <= this.#maxObjectBytes && epoch === this.#epoch && !this.closed) this.#lru.set(key, bytes);
   }
 
   /** One shared inner read per hash; the read ignores callers' signals so that one abort cannot fail the others. */
@@ -160,7 +139,7 @@ export class CachedStore implements Store {
     }
     this.#misses++;
     const epoch = this.#epoch;
-    const loading = this.#inner.get(hash).then((bytes) => {
+    const loading = this.inner.get(hash).then((bytes) => {
       this.#remember(key, hash, bytes, epoch);
       return bytes;
     });
@@ -172,7 +151,7 @@ export class CachedStore implements Store {
     return loading;
   }
 
-  async get(hashLike: HashLike, options?: AbortOptions): Promise<Uint8Array> {
+  override async get(hashLike: HashLike, options?: AbortOptions): Promise<Uint8Array> {
     this.#check(options);
     const hash = toHash(hashLike);
     const key = hash.toString();
@@ -186,7 +165,7 @@ export class CachedStore implements Store {
     return copyOf(bytes);
   }
 
-  async *getStream(hashLike: HashLike, options?: AbortOptions): AsyncIterable<Uint8Array> {
+  override async *getStream(hashLike: HashLike, options?: AbortOptions): AsyncIterable<Uint8Array> {
     this.#check(options);
     const hash = toHash(hashLike);
     const hit = this.#lru.get(hash.toString());
@@ -196,11 +175,11 @@ export class CachedStore implements Store {
       return;
     }
     // Streams are for objects too large to hold: pass through uncached (the inner store verifies).
-    yield* this.#inner.getStream(hash, options);
+    yield* this.inner.getStream(hash, options);
   }
 
   /** A range of a cached object is cut from the cache; a miss reads only the range from the inner store, uncached. */
-  async getRange(hashLike: HashLike, offset: number, length: number, options?: AbortOptions): Promise<Uint8Array> {
+  override async getRange(hashLike: HashLike, offset: number, length: number, options?: AbortOptions): Promise<Uint8Array> {
     this.#check(options);
     assertRange(offset, length);
     const hash = toHash(hashLike);
@@ -209,17 +188,17 @@ export class CachedStore implements Store {
       this.#hits++;
       return sliceRange(hit, offset, length);
     }
-    return this.#inner.getRange(hash, offset, length, options);
+    return this.inner.getRange(hash, offset, length, options);
   }
 
-  async has(hashLike: HashLike, options?: AbortOptions): Promise<boolean> {
+  override async has(hashLike: HashLike, options?: AbortOptions): Promise<boolean> {
     this.#check(options);
     const hash = toHash(hashLike);
     if (this.#lru.has(hash.toString())) return true;
-    return this.#inner.has(hash, options);
+    return this.inner.has(hash, options);
   }
 
-  async getMany(hashLikes: readonly HashLike[], options?: AbortOptions): Promise<Uint8Array[]> {
+  override async getMany(hashLikes: readonly HashLike[], options?: AbortOptions): Promise<Uint8Array[]> {
     this.#check(options);
     const hashes = hashLikes.map(toHash);
     const results = new Array<Uint8Array | Promise<Uint8Array>>(hashes.length);
@@ -247,7 +226,7 @@ export class CachedStore implements Store {
       const epoch = this.#epoch;
       const entries = [...fetch.entries()];
       this.#misses += entries.length;
-      const batch = this.#inner.getMany(
+      const batch = this.inner.getMany(
         entries.map(([, { hash }]) => hash),
         options,
       );
@@ -271,83 +250,33 @@ export class CachedStore implements Store {
     return settled.map(copyOf);
   }
 
-  async hasMany(hashLikes: readonly HashLike[], options?: AbortOptions): Promise<boolean[]> {
+  override async hasMany(hashLikes: readonly HashLike[], options?: AbortOptions): Promise<boolean[]> {
     this.#check(options);
     const hashes = hashLikes.map(toHash);
     const answers = hashes.map((hash) => this.#lru.has(hash.toString()));
     const unknown = hashes.filter((_, i) => !answers[i]);
     if (unknown.length === 0) return answers;
-    const inner = await this.#inner.hasMany(unknown, options);
+    const inner = await this.inner.hasMany(unknown, options);
     let next = 0;
     return answers.map((known) => known || inner[next++]!);
   }
 
-  async delete(hashLike: HashLike, options?: AbortOptions): Promise<void> {
+  override async delete(hashLike: HashLike, options?: AbortOptions): Promise<void> {
     this.#check(options);
     const hash = toHash(hashLike);
     const key = hash.toString();
     this.#epoch++;
     this.#lru.delete(key);
     this.#inFlight.delete(key);
-    await this.#inner.delete(hash, options);
+    await this.inner.delete(hash, options);
   }
 
-  async put(source: ObjectSource, options?: PutOptions): Promise<Hash> {
-    this.#check(options);
-    return this.#inner.put(source, options);
-  }
-
-  async putMany(items: readonly Uint8Array[], options?: PutOptions): Promise<Hash[]> {
-    this.#check(options);
-    return this.#inner.putMany(items, options);
-  }
-
-  async *listObjects(options?: AbortOptions): AsyncIterable<Hash> {
-    this.#check(options);
-    yield* this.#inner.listObjects(options);
-  }
-
-  async getRef(name: string, options?: AbortOptions): Promise<RefValue | undefined> {
-    this.#check(options);
-    return this.#inner.getRef(name, options);
-  }
-
-  async setRef(name: string, hash: HashLike, options?: AbortOptions): Promise<RefValue> {
-    this.#check(options);
-    return this.#inner.setRef(name, hash, options);
-  }
-
-  async deleteRef(name: string, options?: AbortOptions): Promise<void> {
-    this.#check(options);
-    return this.#inner.deleteRef(name, options);
-  }
-
-  async compareAndSwap(name: string, expected: HashLike | null, next: HashLike | null, options?: AbortOptions): Promise<CasResult> {
-    this.#check(options);
-    return this.#inner.compareAndSwap(name, expected, next, options);
-  }
-
-  async *listRefs(prefix?: string, options?: AbortOptions): AsyncIterable<RefEntry> {
-    this.#check(options);
-    yield* this.#inner.listRefs(prefix, options);
-  }
-
-  async watchRef(name: string, listener: RefListener, options?: WatchOptions): Promise<void> {
-    this.#check(options);
-    return this.#inner.watchRef(name, listener, options);
-  }
-
-  async flush(options?: AbortOptions): Promise<void> {
-    this.#check(options);
-    return this.#inner.flush(options);
-  }
-
-  async close(): Promise<void> {
-    if (this.#closed) return;
-    this.#closed = true;
-    this.#lru.clear();
-    this.#inFlight.clear();
-    await this.#inner.close();
+  override async close(): Promise<void> {
+    if (!this.closed) {
+      this.#lru.clear();
+      this.#inFlight.clear();
+    }
+    await super.close();
   }
 }
 
