@@ -23,8 +23,9 @@ import { raceAbort, throwIfAborted, type AbortOptions } from '../abort.js';
 import type { Hash } from '../hash.js';
 import { assertRange, sliceRange, toHash, verifyBytes } from '../object-io.js';
 import type { HashLike, Store } from '../store.js';
+import { integerOption, storeOption } from '../internal/options.js';
+import { SingleFlight } from '../internal/single-flight.js';
 import { ForwardingStore } from './forwarding.js';
-import { integerOption, storeOption } from './options.js';
 
 /** Options of {@link cached}. */
 export interface CachedOptions {
@@ -82,7 +83,7 @@ export function cached(store: Store, options: CachedOptions = {}): CachedStore {
 export class CachedStore extends ForwardingStore {
   readonly #lru: LRUCache<string, Uint8Array>;
   readonly #maxObjectBytes: number;
-  readonly #inFlight = new Map<string, Promise<Uint8Array>>();
+  readonly #loads = new SingleFlight<string, Uint8Array>();
   /** Bumped by every delete, so a read that started before it does not re-cache a deleted object. */
   #epoch = 0;
   #hits = 0;
@@ -132,23 +133,16 @@ export class CachedStore extends ForwardingStore {
 
   /** One shared inner read per hash; the read ignores callers' signals so that one abort cannot fail the others. */
   #load(hash: Hash, key: string): Promise<Uint8Array> {
-    const existing = this.#inFlight.get(key);
-    if (existing !== undefined) {
-      this.#coalesced++;
-      return existing;
-    }
-    this.#misses++;
     const epoch = this.#epoch;
-    const loading = this.inner.get(hash).then((bytes) => {
-      this.#remember(key, hash, bytes, epoch);
-      return bytes;
-    });
-    this.#inFlight.set(key, loading);
-    const forget = (): void => {
-      if (this.#inFlight.get(key) === loading) this.#inFlight.delete(key);
-    };
-    loading.then(forget, forget);
-    return loading;
+    const { flight, joined } = this.#loads.run(key, () =>
+      this.inner.get(hash).then((bytes) => {
+        this.#remember(key, hash, bytes, epoch);
+        return bytes;
+      }),
+    );
+    if (joined) this.#coalesced++;
+    else this.#misses++;
+    return flight.promise;
   }
 
   override async get(hashLike: HashLike, options?: AbortOptions): Promise<Uint8Array> {
@@ -211,10 +205,10 @@ export class CachedStore extends ForwardingStore {
         results[index] = hit;
         return;
       }
-      const shared = this.#inFlight.get(key);
+      const shared = this.#loads.join(key);
       if (shared !== undefined) {
         this.#coalesced++;
-        results[index] = shared;
+        results[index] = shared.promise;
         return;
       }
       const entry = fetch.get(key);
@@ -231,19 +225,15 @@ export class CachedStore extends ForwardingStore {
         options,
       );
       entries.forEach(([key, { hash, indexes }], position) => {
-        const one = batch.then((all) => {
-          const bytes = all[position]!;
-          this.#remember(key, hash, bytes, epoch);
-          return bytes;
-        });
-        // Concurrent single reads may join this batch; a failed batch must not be left unhandled.
-        one.catch(() => {});
-        this.#inFlight.set(key, one);
-        const forget = (): void => {
-          if (this.#inFlight.get(key) === one) this.#inFlight.delete(key);
-        };
-        one.then(forget, forget);
-        for (const index of indexes) results[index] = one;
+        // Concurrent single reads of these keys join this batch.
+        const { promise } = this.#loads.start(key, () =>
+          batch.then((all) => {
+            const bytes = all[position]!;
+            this.#remember(key, hash, bytes, epoch);
+            return bytes;
+          }),
+        );
+        for (const index of indexes) results[index] = promise;
       });
     }
     const settled = await raceAbort(Promise.all(results), options?.signal);
@@ -267,14 +257,14 @@ export class CachedStore extends ForwardingStore {
     const key = hash.toString();
     this.#epoch++;
     this.#lru.delete(key);
-    this.#inFlight.delete(key);
+    this.#loads.forget(key);
     await this.inner.delete(hash, options);
   }
 
   override async close(): Promise<void> {
     if (!this.closed) {
       this.#lru.clear();
-      this.#inFlight.clear();
+      this.#loads.clear();
     }
     await super.close();
   }
