@@ -89,9 +89,26 @@ export interface StoreCapabilities {
   readonly writable: boolean;
   /** Acknowledged writes survive a crash of this process (and, for disk, power loss). */
   readonly durable: boolean;
-  /** `compareAndSwap` is atomic between every process and machine that shares the backend. */
+  /**
+   * `compareAndSwap` is atomic between every client of the same data: other
+   * store objects, processes and machines on the same backend. Every store
+   * is atomic between the callers of one store object; without this flag
+   * that is all, and two processes sharing the data may both win a swap.
+   * Code that coordinates processes through refs (key-value swaps, event
+   * streams, `push`) needs it. The conformance suite checks it with two
+   * clients wherever the target can open a second one (`peer`).
+   */
   readonly atomicRefs: boolean;
-  /** Deleting a ref by swap is atomic (never deletes a value the caller did not see). */
+  /**
+   * `compareAndSwap(name, expected, null)` deletes atomically: never a value
+   * the caller did not see. Without it, that call rejects with
+   * {@link UnsupportedError} and changes nothing (it never deletes
+   * unconditionally in its place); `deleteRef`, which is unconditional,
+   * still works. Backends on servers that ignore conditions on DELETE get
+   * it by writing a tombstone conditionally, as the S3 backend does. The
+   * conformance suite runs the delete-by-swap cases only with it and the
+   * refusal case only without it.
+   */
   readonly conditionalDelete: boolean;
   /** `push`: every change reaches a watcher; `poll`: changes within one interval coalesce to the latest. */
   readonly watch: 'push' | 'poll';
