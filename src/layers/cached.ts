@@ -16,14 +16,23 @@
  * would abort the shared read for every caller. Here each caller races its
  * own signal against the shared read, which always runs to completion.
  *
+ * Reads hand out copies by default, so no caller can change cached bytes
+ * under their hash. `shareBytes` trades that guarantee for speed: a hit
+ * then costs a map lookup and no copy, and the caller promises not to
+ * write; `shareBytes: 'checked'` re-hashes to catch a caller that breaks
+ * the promise.
+ *
  * @module
  */
 import { LRUCache } from 'lru-cache';
 import { raceAbort, throwIfAborted, type AbortOptions } from '../abort.js';
 import type { Hash } from '../hash.js';
+import { IntegrityError } from '../errors.js';
+import { hashBytes, parseHash } from '../hash.js';
+import { copyOf } from '../internal/byte-copy.js';
 import { assertRange, sliceRange, toHash, verifyBytes } from '../object-io.js';
 import type { HashLike, Store } from '../store.js';
-import { integerOption, storeOption } from '../internal/options.js';
+import { integerOption, invalidOption, storeOption } from '../internal/options.js';
 import { SingleFlight } from '../internal/single-flight.js';
 import { ForwardingStore } from './forwarding.js';
 
@@ -41,6 +50,27 @@ export interface CachedOptions {
    * @default maxBytes / 8
    */
   maxObjectBytes?: number | undefined;
+  /**
+   * What reads of cached objects return:
+   *
+   * - `false`: a copy per read, so a caller may change what it got without
+   *   touching the cache.
+   * - `true`: the cached bytes themselves, shared by every reader: no copy,
+   *   so a hit costs little more than a `Map` lookup. The caller **must not
+   *   change them**: a change would be served to every later reader of
+   *   that object, as bytes that no longer match their hash. For callers
+   *   that only read (parse, hash, send) what they get.
+   * - `'checked'`: shared as with `true`, and every hit, eviction and
+   *   delete re-hashes the bytes; bytes a caller changed are dropped from
+   *   the cache and the read (on a hit) or the next read (after an
+   *   eviction or delete) rejects with {@link IntegrityError} naming the
+   *   object. A debugging and test mode: re-hashing costs what a copy saves.
+   *
+   * Reads that miss the cache return the bytes that are now cached, shared
+   * in the same way; objects the cache does not keep are the caller's own.
+   * @default false
+   */
+  shareBytes?: boolean | 'checked' | undefined;
 }
 
 /** Counters of a {@link CachedStore}, for tuning and benchmarks. */
@@ -86,6 +116,9 @@ export class CachedStore extends ForwardingStore {
   readonly #loads = new SingleFlight<string, Uint8Array>();
   /** Bumped by every delete, so a read that started before it does not re-cache a deleted object. */
   #epoch = 0;
+  readonly #share: boolean | 'checked';
+  /** A change to shared bytes found on eviction or delete ('checked' mode), thrown by the next read. */
+  #detected: IntegrityError | undefined;
   #hits = 0;
   #misses = 0;
   #coalesced = 0;
@@ -95,14 +128,19 @@ export class CachedStore extends ForwardingStore {
     storeOption('cached', 'store', inner);
     const maxBytes = integerOption('cached', 'maxBytes', options.maxBytes, 64 * 2 ** 20, 1);
     const maxObjectBytes = integerOption('cached', 'maxObjectBytes', options.maxObjectBytes, Math.max(1, Math.floor(maxBytes / 8)), 0, maxBytes);
+    const share = options.shareBytes ?? false;
+    if (share !== true && share !== false && share !== 'checked') throw invalidOption('cached', 'shareBytes', "true, false or 'checked'", share);
     super(inner, { name: 'cached store' });
     this.#maxObjectBytes = maxObjectBytes;
+    this.#share = share;
     this.#lru = new LRUCache<string, Uint8Array>({
       maxSize: maxBytes,
       // The empty object still takes an entry; lru-cache needs a positive size.
       sizeCalculation: (bytes) => Math.max(1, bytes.length),
-      dispose: (_value, _key, reason) => {
+      dispose: (value, key, reason) => {
         if (reason === 'evict') this.#evictions++;
+        // 'set' is a replacement by the same verified bytes' key; 'delete' includes our own drop of a changed entry, checked already.
+        if (this.#share === 'checked' && (reason === 'evict' || reason === 'delete') && !this.closed) this.#detected ??= changedBy(key, value);
       },
     });
   }
@@ -124,6 +162,26 @@ export class CachedStore extends ForwardingStore {
   #check(options: AbortOptions | undefined): void {
     this.assertOpen();
     throwIfAborted(options?.signal);
+    if (this.#detected !== undefined) {
+      const error = this.#detected;
+      this.#detected = undefined;
+      throw error;
+    }
+  }
+
+  /** What a read of a cached object returns: a copy, or the shared bytes (checked first in 'checked' mode). */
+  #handOut(key: string, cached: Uint8Array): Uint8Array {
+    if (this.#share === false) return copyOf(cached);
+    if (this.#share === 'checked') {
+      const changed = changedBy(key, cached);
+      if (changed !== undefined) {
+        // Dropped without a second report from dispose.
+        this.#lru.delete(key);
+        this.#detected = undefined;
+        throw changed;
+      }
+    }
+    return cached;
   }
 
   #remember(key: string, hash: Hash, bytes: Uint8Array, epoch: number): void {
@@ -152,20 +210,20 @@ export class CachedStore extends ForwardingStore {
     const hit = this.#lru.get(key);
     if (hit !== undefined) {
       this.#hits++;
-      // A copy: the cached bytes must not change under their hash.
-      return copyOf(hit);
+      return this.#handOut(key, hit);
     }
     const bytes = await raceAbort(this.#load(hash, key), options?.signal);
-    return copyOf(bytes);
+    return this.#share === false ? copyOf(bytes) : bytes;
   }
 
   override async *getStream(hashLike: HashLike, options?: AbortOptions): AsyncIterable<Uint8Array> {
     this.#check(options);
     const hash = toHash(hashLike);
-    const hit = this.#lru.get(hash.toString());
+    const key = hash.toString();
+    const hit = this.#lru.get(key);
     if (hit !== undefined) {
       this.#hits++;
-      yield copyOf(hit);
+      yield this.#handOut(key, hit);
       return;
     }
     // Streams are for objects too large to hold: pass through uncached (the inner store verifies).
@@ -177,10 +235,13 @@ export class CachedStore extends ForwardingStore {
     this.#check(options);
     assertRange(offset, length);
     const hash = toHash(hashLike);
-    const hit = this.#lru.get(hash.toString());
+    const key = hash.toString();
+    const hit = this.#lru.get(key);
     if (hit !== undefined) {
       this.#hits++;
-      return sliceRange(hit, offset, length);
+      if (this.#share === false) return sliceRange(hit, offset, length);
+      const whole = this.#handOut(key, hit);
+      return whole.subarray(Math.min(offset, whole.length), Math.min(offset + length, whole.length));
     }
     return this.inner.getRange(hash, offset, length, options);
   }
@@ -202,7 +263,7 @@ export class CachedStore extends ForwardingStore {
       const hit = this.#lru.get(key);
       if (hit !== undefined) {
         this.#hits++;
-        results[index] = hit;
+        results[index] = this.#share === 'checked' ? this.#handOut(key, hit) : hit;
         return;
       }
       const shared = this.#loads.join(key);
@@ -237,7 +298,7 @@ export class CachedStore extends ForwardingStore {
       });
     }
     const settled = await raceAbort(Promise.all(results), options?.signal);
-    return settled.map(copyOf);
+    return this.#share === false ? settled.map(copyOf) : settled;
   }
 
   override async hasMany(hashLikes: readonly HashLike[], options?: AbortOptions): Promise<boolean[]> {
@@ -263,38 +324,22 @@ export class CachedStore extends ForwardingStore {
 
   override async close(): Promise<void> {
     if (!this.closed) {
-      this.#lru.clear();
       this.#loads.clear();
+      // Marked closed before clearing, so 'checked' mode does not re-hash everything on the way out.
+      const closing = super.close();
+      this.#lru.clear();
+      await closing;
+      return;
     }
     await super.close();
   }
 }
 
-/** Objects up to this size are copied into shared slabs rather than each into its own new ArrayBuffer. */
-const SLAB_OBJECT_MAX = 8 * 1024;
-const SLAB_BYTES = 64 * 1024;
-let slab = new Uint8Array(SLAB_BYTES);
-let slabOffset = 0;
-
-/**
- * A real copy (`Buffer#slice`, which inner stores may hand us, makes a view).
- * Small objects are copied into a shared 64 KiB slab, as Node's Buffer pool
- * does: allocating one ArrayBuffer per hit cost more than the rest of the
- * hit path together (measured 2-4x slower copies). A caller that keeps a
- * copy pins at most one slab; like any pooled Buffer, the copy may have a
- * non-zero `byteOffset` into a larger `buffer`.
- */
-function copyOf(bytes: Uint8Array): Uint8Array {
-  const length = bytes.length;
-  if (length === 0 || length > SLAB_OBJECT_MAX) return Uint8Array.prototype.slice.call(bytes);
-  if (slabOffset + length > SLAB_BYTES) {
-    slab = new Uint8Array(SLAB_BYTES);
-    slabOffset = 0;
-  }
-  // set-then-subarray measured about 1.7x faster than constructing a view and setting it.
-  slab.set(bytes, slabOffset);
-  const copy = slab.subarray(slabOffset, slabOffset + length);
-  // 8-byte aligned, so callers may view the copy with wider typed arrays.
-  slabOffset += (length + 7) & ~7;
-  return copy;
+/** The error for cached bytes that a reader changed, or `undefined` if they still match their hash (the key). */
+function changedBy(key: string, bytes: Uint8Array): IntegrityError | undefined {
+  if (hashBytes(bytes, parseHash(key).algorithm).toString() === key) return undefined;
+  return new IntegrityError(
+    `object ${key}: bytes shared by cached({ shareBytes }) were changed by a reader; callers must not modify bytes they get from a cache with shareBytes on`,
+    { key },
+  );
 }
