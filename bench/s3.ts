@@ -18,7 +18,8 @@ import { channel } from 'node:diagnostics_channel';
 import { randomBytes } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { GetObjectCommand, HeadObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
-import { s3Store, type Hash, type S3Store } from '../src/index.js';
+import { s3Store } from '../src/backends/s3.js';
+import { type Hash, type S3Store } from '../src/index.js';
 import { startMinio, type RunningServer } from '../test/support/servers.js';
 import { percentile, printTable, rssSampler, type Row } from './table.js';
 

@@ -2,6 +2,10 @@
  * Cairn: a content-addressed object store with atomic refs, on memory, disk
  * or any S3-compatible bucket, with layers for caching and sync.
  *
+ * The root entry point loads no network client: the S3 and Redis backends
+ * come from their own entry points, `cairn/backends/s3` and
+ * `cairn/backends/redis` (their types are re-exported here).
+ *
  * @example
  * ```ts
  * import { memoryStore } from 'cairn';
@@ -25,8 +29,11 @@ export {
   type DroppedStretch,
   type RecoveryReport,
 } from './backends/disk.js';
-export { s3Store, S3Store, type S3StoreOptions } from './backends/s3.js';
-export { openRedisStore, RedisStore, type RedisStoreOptions } from './backends/redis.js';
+// Types only: the S3 and Redis backends load the AWS SDK and ioredis, which a
+// user of the memory or disk store should not pay for. Import them from
+// 'cairn/backends/s3' and 'cairn/backends/redis'.
+export type { S3Store, S3StoreOptions } from './backends/s3.js';
+export type { RedisStore, RedisStoreOptions } from './backends/redis.js';
 export { eventStreams, EventStreams, type EventStreamsOptions, type StreamEvent, type StreamReadOptions } from './data/streams.js';
 export { keyValue, KeyValue, type KeyValueEncoding, type KeyValueOptions, type KeyValueSwap } from './data/kv.js';
 export { blobStore, BlobStore, cidToHash, type BlobStoreOptions } from './data/blobs.js';
@@ -43,6 +50,7 @@ export { derivedStore } from './data/derived.js';
 export { assertJsonValue, type JsonValue } from './data/json.js';
 export { cached, CachedStore, type CachedOptions, type CacheStats } from './layers/cached.js';
 export { readOnly, ReadOnlyStore } from './layers/read-only.js';
+export { ForwardingStore, type ForwardingOptions } from './layers/forwarding.js';
 export {
   BatchUploader,
   type BatchUploaderOptions,

@@ -23,8 +23,10 @@
  *
  * @module
  */
-import type { AbortOptions } from './abort.js';
+import { throwIfAborted, type AbortOptions } from './abort.js';
+import { InvalidArgumentError } from './errors.js';
 import type { Hash, HashAlgorithm } from './hash.js';
+import { toHash } from './object-io.js';
 
 export type { AbortOptions } from './abort.js';
 
@@ -87,9 +89,26 @@ export interface StoreCapabilities {
   readonly writable: boolean;
   /** Acknowledged writes survive a crash of this process (and, for disk, power loss). */
   readonly durable: boolean;
-  /** `compareAndSwap` is atomic between every process and machine that shares the backend. */
+  /**
+   * `compareAndSwap` is atomic between every client of the same data: other
+   * store objects, processes and machines on the same backend. Every store
+   * is atomic between the callers of one store object; without this flag
+   * that is all, and two processes sharing the data may both win a swap.
+   * Code that coordinates processes through refs (key-value swaps, event
+   * streams, `push`) needs it. The conformance suite checks it with two
+   * clients wherever the target can open a second one (`peer`).
+   */
   readonly atomicRefs: boolean;
-  /** Deleting a ref by swap is atomic (never deletes a value the caller did not see). */
+  /**
+   * `compareAndSwap(name, expected, null)` deletes atomically: never a value
+   * the caller did not see. Without it, that call rejects with
+   * {@link UnsupportedError} and changes nothing (it never deletes
+   * unconditionally in its place); `deleteRef`, which is unconditional,
+   * still works. Backends on servers that ignore conditions on DELETE get
+   * it by writing a tombstone conditionally, as the S3 backend does. The
+   * conformance suite runs the delete-by-swap cases only with it and the
+   * refusal case only without it.
+   */
   readonly conditionalDelete: boolean;
   /** `push`: every change reaches a watcher; `poll`: changes within one interval coalesce to the latest. */
   readonly watch: 'push' | 'poll';
@@ -345,4 +364,103 @@ export interface Store {
    * ```
    */
   close(): Promise<void>;
+}
+
+/**
+ * How many single calls the default batch helpers ({@link defaultPutMany},
+ * {@link defaultGetMany}, {@link defaultHasMany}) keep in flight at once.
+ */
+export const DEFAULT_BATCH_CONCURRENCY = 16;
+
+/**
+ * `putMany` built from `put`: at most {@link DEFAULT_BATCH_CONCURRENCY} puts
+ * in flight, hashes in input order. Every item is checked before the first
+ * put, so bad input changes nothing; a pre-aborted signal rejects before
+ * any work. For a backend with no faster batch path, and for a layer that
+ * changes `put` and wants `putMany` to go through its own `put`.
+ *
+ * @example
+ * ```ts
+ * class MyStore implements Store {
+ *   putMany(items: readonly Uint8Array[], options?: PutOptions): Promise<Hash[]> {
+ *     return defaultPutMany(this, items, options);
+ *   }
+ *   // ...
+ * }
+ * ```
+ */
+export async function defaultPutMany(store: Pick<Store, 'put'>, items: readonly Uint8Array[], options?: PutOptions): Promise<Hash[]> {
+  throwIfAborted(options?.signal);
+  if (!Array.isArray(items)) throw new InvalidArgumentError(`putMany takes an array of Uint8Array, got ${typeof items}`);
+  items.forEach((item, i) => {
+    if (!(item instanceof Uint8Array)) throw new InvalidArgumentError(`putMany item ${i} must be a Uint8Array, got ${item === null ? 'null' : typeof item}`);
+  });
+  return inOrder(items, (item) => store.put(item, options));
+}
+
+/**
+ * `getMany` built from `get`: at most {@link DEFAULT_BATCH_CONCURRENCY} gets
+ * in flight, bytes in input order. Every hash is parsed before the first
+ * get (a bad one is an {@link InvalidHashError}); a missing object rejects
+ * with the {@link NotFoundError} of the first missing hash in input order.
+ *
+ * @example
+ * ```ts
+ * getMany(hashes: readonly HashLike[], options?: AbortOptions): Promise<Uint8Array[]> {
+ *   return defaultGetMany(this, hashes, options);
+ * }
+ * ```
+ */
+export async function defaultGetMany(store: Pick<Store, 'get'>, hashes: readonly HashLike[], options?: AbortOptions): Promise<Uint8Array[]> {
+  throwIfAborted(options?.signal);
+  const parsed = hashesOf('getMany', hashes);
+  return inOrder(parsed, (hash) => store.get(hash, options));
+}
+
+/**
+ * `hasMany` built from `has`: at most {@link DEFAULT_BATCH_CONCURRENCY} calls
+ * in flight, answers in input order; hashes parsed first, as in
+ * {@link defaultGetMany}.
+ *
+ * @example
+ * ```ts
+ * hasMany(hashes: readonly HashLike[], options?: AbortOptions): Promise<boolean[]> {
+ *   return defaultHasMany(this, hashes, options);
+ * }
+ * ```
+ */
+export async function defaultHasMany(store: Pick<Store, 'has'>, hashes: readonly HashLike[], options?: AbortOptions): Promise<boolean[]> {
+  throwIfAborted(options?.signal);
+  const parsed = hashesOf('hasMany', hashes);
+  return inOrder(parsed, (hash) => store.has(hash, options));
+}
+
+function hashesOf(call: string, hashes: readonly HashLike[]): Hash[] {
+  if (!Array.isArray(hashes)) throw new InvalidArgumentError(`${call} takes an array of hashes, got ${typeof hashes}`);
+  return hashes.map(toHash);
+}
+
+/**
+ * Maps with bounded concurrency, results in input order. After a failure no
+ * new call starts; once the started ones settle, the failure with the lowest
+ * index is thrown: every lower index was started, so it is the first failure
+ * in input order, whatever order the calls finished in.
+ */
+async function inOrder<T, R>(items: readonly T[], fn: (item: T) => Promise<R>): Promise<R[]> {
+  const results = new Array<R>(items.length);
+  let next = 0;
+  const failed: { index: number; error: unknown }[] = [];
+  const worker = async (): Promise<void> => {
+    while (failed.length === 0 && next < items.length) {
+      const index = next++;
+      try {
+        results[index] = await fn(items[index]!);
+      } catch (error) {
+        failed.push({ index, error });
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(DEFAULT_BATCH_CONCURRENCY, items.length) }, worker));
+  if (failed.length > 0) throw failed.reduce((a, b) => (b.index < a.index ? b : a)).error;
+  return results;
 }

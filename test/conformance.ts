@@ -5,6 +5,13 @@
  * factory for fresh, empty stores. Read-only stores (capabilities.writable
  * false) pass a `seed` function returning a writable view of the same data:
  * their write cases then expect {@link ReadOnlyError} and no change.
+ *
+ * Cases that need a capability are gated on what the target declares
+ * ({@link ConformanceTarget.capabilities}; a lifecycle case checks the store
+ * declares the same): a case whose capability is missing is registered as
+ * skipped with the reason in its name, and where the contract says what a
+ * store without the capability must do instead (refuse with
+ * {@link UnsupportedError}), that case runs in its place.
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import {
@@ -15,10 +22,12 @@ import {
   InvalidRefNameError,
   NotFoundError,
   ReadOnlyError,
+  UnsupportedError,
   hashBytes,
   Hash,
   type RefValue,
   type Store,
+  type StoreCapabilities,
 } from '../src/index.js';
 
 export interface ConformanceTarget {
@@ -36,6 +45,18 @@ export interface ConformanceTarget {
   watchIntervalMs?: number;
   /** Cases a server cannot pass, by case title, with the reason (a named server bug). */
   skip?: Record<string, string>;
+  /**
+   * The ref capabilities the store declares; cases are gated on them, and a
+   * lifecycle case checks that the store's `capabilities` say the same.
+   * @default { atomicRefs: true, conditionalDelete: true }
+   */
+  capabilities?: Pick<StoreCapabilities, 'atomicRefs' | 'conditionalDelete'>;
+  /**
+   * A second, independent client of the same data as `store` (another
+   * connection, another open of the same directory), for the cases that
+   * check `atomicRefs` between clients. Closed by the suite.
+   */
+  peer?(store: Store): Promise<Store>;
 }
 
 const encoder = new TextEncoder();
@@ -118,6 +139,7 @@ export function conformanceSuite(name: string, target: ConformanceTarget): void 
   const timeout = target.timeoutMs ?? 30_000;
   const manyRefs = target.manyRefs ?? 2500;
   const watchIntervalMs = target.watchIntervalMs ?? 25;
+  const declared = target.capabilities ?? { atomicRefs: true, conditionalDelete: true };
 
   describe(`conformance: ${name}`, () => {
     let store: Store;
@@ -136,11 +158,14 @@ export function conformanceSuite(name: string, target: ConformanceTarget): void 
       else await store.close();
     }, timeout);
 
-    const test = (title: string, body: () => Promise<void>): void => {
-      const reason = target.skip?.[title];
+    /** `needs`: the reason the case cannot run on this target, if it cannot. */
+    const test = (title: string, body: () => Promise<void>, needs?: string): void => {
+      const reason = needs ?? target.skip?.[title];
       if (reason !== undefined) it.skip(`${title} (skipped: ${reason})`, body);
       else it(title, body, timeout);
     };
+    const unless = (capability: 'atomicRefs' | 'conditionalDelete'): string | undefined =>
+      declared[capability] ? undefined : `needs capabilities.${capability}, which this store does not declare`;
 
     /** Runs a write under test: in read-only mode it must reject and change nothing. */
     async function expectWrite<T>(op: () => Promise<T>): Promise<T | undefined> {
@@ -426,19 +451,28 @@ export function conformanceSuite(name: string, target: ConformanceTarget): void 
         expect((await store.getRef('heads/swap'))?.version).toBe(right.current?.version);
       });
 
-      test('compareAndSwap to null deletes only on the expected value', async () => {
-        const [a, b] = await writer.putMany([bytesOf('cdel a'), bytesOf('cdel b')]);
-        await writer.setRef('heads/cdel', a!);
-        const wrong = await expectWrite(() => store.compareAndSwap('heads/cdel', b!, null));
-        if (readOnly) return;
-        expect(wrong!.ok).toBe(false);
-        expect(wrong!.current?.hash.equals(a!)).toBe(true);
-        const right = await store.compareAndSwap('heads/cdel', a!, null);
-        expect(right).toEqual({ ok: true, current: undefined });
-        expect(await store.getRef('heads/cdel')).toBeUndefined();
-        const onAbsent = await store.compareAndSwap('heads/cdel', a!, null);
-        expect(onAbsent).toEqual({ ok: false, current: undefined });
-      });
+      if (declared.conditionalDelete) {
+        test('compareAndSwap to null deletes only on the expected value', async () => {
+          const [a, b] = await writer.putMany([bytesOf('cdel a'), bytesOf('cdel b')]);
+          await writer.setRef('heads/cdel', a!);
+          const wrong = await expectWrite(() => store.compareAndSwap('heads/cdel', b!, null));
+          if (readOnly) return;
+          expect(wrong!.ok).toBe(false);
+          expect(wrong!.current?.hash.equals(a!)).toBe(true);
+          const right = await store.compareAndSwap('heads/cdel', a!, null);
+          expect(right).toEqual({ ok: true, current: undefined });
+          expect(await store.getRef('heads/cdel')).toBeUndefined();
+          const onAbsent = await store.compareAndSwap('heads/cdel', a!, null);
+          expect(onAbsent).toEqual({ ok: false, current: undefined });
+        });
+      } else {
+        test('without conditionalDelete, compareAndSwap to null is an UnsupportedError and changes nothing', async () => {
+          const a = await writer.put(bytesOf('cdel refused'));
+          await writer.setRef('heads/cdel', a);
+          await expect(store.compareAndSwap('heads/cdel', a, null)).rejects.toBeInstanceOf(readOnly ? ReadOnlyError : UnsupportedError);
+          expect((await store.getRef('heads/cdel'))?.hash.equals(a)).toBe(true);
+        });
+      }
 
       test('compareAndSwap on an absent ref with an expected hash fails without creating it', async () => {
         const [a, b] = await writer.putMany([bytesOf('absent a'), bytesOf('absent b')]);
@@ -494,7 +528,28 @@ export function conformanceSuite(name: string, target: ConformanceTarget): void 
         const winnerIndex = winners[0]!.i;
         if (winnerIndex < 8) expect(final).toBeUndefined();
         else expect(final?.hash.equals(others[winnerIndex - 8]!)).toBe(true);
-      });
+      }, unless('conditionalDelete'));
+
+      test(
+        'atomicRefs: 16 create-only swaps split between two clients of one backend have exactly one winner',
+        async () => {
+          if (readOnly) return;
+          const peer = await target.peer!(store);
+          try {
+            const hashes = await writer.putMany(Array.from({ length: 16 }, (_, i) => bytesOf(`two clients ${i}`)));
+            const results = await Promise.all(hashes.map((h, i) => (i % 2 === 0 ? store : peer).compareAndSwap('heads/peers', null, h)));
+            const winners = results.filter((r) => r.ok);
+            expect(winners).toHaveLength(1);
+            const won = winners[0]!.current!.hash;
+            for (const loser of results.filter((r) => !r.ok)) expect(loser.current?.hash.equals(won)).toBe(true);
+            expect((await peer.getRef('heads/peers'))?.hash.equals(won)).toBe(true);
+            expect((await store.getRef('heads/peers'))?.hash.equals(won)).toBe(true);
+          } finally {
+            await peer.close();
+          }
+        },
+        unless('atomicRefs') ?? (target.peer === undefined ? 'needs peer(): the target opens no second client of the same data' : undefined),
+      );
 
       test(`listRefs over ${manyRefs} refs yields each once, sorted`, async () => {
         const hash = await writer.put(bytesOf('many refs'));
@@ -588,7 +643,7 @@ export function conformanceSuite(name: string, target: ConformanceTarget): void 
             () => writer.setRef('heads/watched', a!),
             () => writer.compareAndSwap('heads/watched', a!, b!),
             () => writer.setRef('heads/watched', c!),
-            () => writer.compareAndSwap('heads/watched', c!, null),
+            () => (declared.conditionalDelete ? writer.compareAndSwap('heads/watched', c!, null) : writer.deleteRef('heads/watched')),
             () => writer.setRef('heads/watched', a!),
           ];
           const expected = [a, b, c, undefined, a];
@@ -630,12 +685,13 @@ export function conformanceSuite(name: string, target: ConformanceTarget): void 
     });
 
     describe('lifecycle', () => {
-      test('capabilities are a complete record', async () => {
+      test('capabilities are a complete record and say what the target declares', async () => {
         const caps = store.capabilities;
         for (const key of ['writable', 'durable', 'atomicRefs', 'conditionalDelete', 'multipart'] as const) {
           expect(typeof caps[key]).toBe('boolean');
         }
         expect(['push', 'poll']).toContain(caps.watch);
+        expect({ atomicRefs: caps.atomicRefs, conditionalDelete: caps.conditionalDelete }).toEqual(declared);
       });
 
       test('flush resolves after writes', async () => {

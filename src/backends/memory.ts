@@ -11,6 +11,8 @@
 import { throwIfAborted, type AbortOptions } from '../abort.js';
 import { ClosedError, NotFoundError } from '../errors.js';
 import type { Hash } from '../hash.js';
+import { casAccepts } from '../internal/cas.js';
+import { ListenerSet } from '../internal/listeners.js';
 import { assertRange, collectBytes, hashOf, sliceRange, toHash } from '../object-io.js';
 import { assertRefName, assertRefPrefix } from '../ref-name.js';
 import type {
@@ -61,7 +63,7 @@ export class MemoryStore implements Store {
 
   readonly #objects = new Map<string, StoredObject>();
   readonly #refs = new Map<string, RefValue>();
-  readonly #listeners = new Map<string, Set<RefListener>>();
+  readonly #watchers = new Map<string, ListenerSet<RefValue | undefined>>();
   #version = 0;
   #closed = false;
 
@@ -172,8 +174,7 @@ export class MemoryStore implements Store {
     const expectedHash = expected === null ? null : toHash(expected);
     const nextHash = next === null ? null : toHash(next);
     const current = this.#refs.get(name);
-    const matches = expectedHash === null ? current === undefined : current !== undefined && current.hash.equals(expectedHash);
-    if (!matches) return { ok: false, current };
+    if (!casAccepts(current, expectedHash)) return { ok: false, current };
     if (nextHash === null && current === undefined) return { ok: true, current: undefined };
     return { ok: true, current: this.#write(name, nextHash) };
   }
@@ -186,7 +187,7 @@ export class MemoryStore implements Store {
       value = { hash, version: String(++this.#version) };
       this.#refs.set(name, value);
     }
-    for (const listener of this.#listeners.get(name) ?? []) listener(value);
+    this.#watchers.get(name)?.emit(value);
     return value;
   }
 
@@ -204,16 +205,15 @@ export class MemoryStore implements Store {
   async watchRef(name: string, listener: RefListener, options?: WatchOptions): Promise<void> {
     this.#check(options);
     assertRefName(name);
-    const set = this.#listeners.get(name) ?? new Set<RefListener>();
-    this.#listeners.set(name, set);
-    // Wrapped so the same listener function can be registered twice and removed once per watch.
-    const entry: RefListener = (value) => listener(value);
-    set.add(entry);
+    let watchers = this.#watchers.get(name);
+    if (watchers === undefined) this.#watchers.set(name, (watchers = new ListenerSet()));
+    const set = watchers;
+    const remove = set.add(listener);
     options?.signal?.addEventListener(
       'abort',
       () => {
-        set.delete(entry);
-        if (set.size === 0) this.#listeners.delete(name);
+        remove();
+        if (set.size === 0 && this.#watchers.get(name) === set) this.#watchers.delete(name);
       },
       { once: true },
     );
@@ -225,6 +225,6 @@ export class MemoryStore implements Store {
 
   async close(): Promise<void> {
     this.#closed = true;
-    this.#listeners.clear();
+    this.#watchers.clear();
   }
 }

@@ -21,9 +21,11 @@
  */
 import { Redis, type RedisOptions } from 'ioredis';
 import { raceAbort, throwIfAborted, type AbortOptions } from '../abort.js';
-import { ClosedError, CorruptStoreError, InvalidArgumentError, NotFoundError } from '../errors.js';
+import { ClosedError, CorruptStoreError, NotFoundError } from '../errors.js';
 import { parseHash, type Hash } from '../hash.js';
 import { assertObjectSource, assertRange, collectBytes, hashOf, toHash, verifiedStream, verifyBytes } from '../object-io.js';
+import { ListenerSet } from '../internal/listeners.js';
+import { integerOption, invalidOption, stringOption } from '../internal/options.js';
 import { assertRefName, assertRefPrefix } from '../ref-name.js';
 import type {
   CasResult,
@@ -94,18 +96,18 @@ const SCAN_COUNT = 1000;
  * ```
  */
 export async function openRedisStore(options: RedisStoreOptions = {}): Promise<RedisStore> {
+  const owner = 'openRedisStore';
   const url = options.url ?? 'redis://127.0.0.1:6379';
-  const keyPrefix = options.keyPrefix ?? 'cairn:';
-  if (typeof keyPrefix !== 'string') throw new InvalidArgumentError(`option keyPrefix must be a string, got ${typeof keyPrefix}`);
-  const connectTimeout = options.connectTimeoutMs ?? 10_000;
-  if (!(connectTimeout > 0)) throw new InvalidArgumentError(`option connectTimeoutMs must be > 0, got ${String(connectTimeout)}`);
+  const keyPrefix = stringOption(owner, 'keyPrefix', options.keyPrefix, 'cairn:');
+  const connectTimeout = integerOption(owner, 'connectTimeoutMs', options.connectTimeoutMs, 10_000, 1);
   let server: string;
   try {
     const parsed = new URL(url);
     if (parsed.protocol !== 'redis:' && parsed.protocol !== 'rediss:') throw new Error(parsed.protocol);
     server = `${parsed.hostname}:${parsed.port || '6379'}`;
   } catch (cause) {
-    throw new InvalidArgumentError('option url must be a redis:// or rediss:// URL such as "redis://127.0.0.1:6379"', { cause });
+    // The URL may hold a password: it is not shown.
+    throw invalidOption(owner, 'url', 'a redis:// or rediss:// URL such as "redis://127.0.0.1:6379"', url, { cause, hideValue: true });
   }
   const client = new Redis(url, {
     lazyConnect: true,
@@ -128,7 +130,7 @@ export async function openRedisStore(options: RedisStoreOptions = {}): Promise<R
 }
 
 interface Watch {
-  readonly listeners: Set<RefListener>;
+  readonly listeners: ListenerSet<RefValue | undefined>;
   /** Settles once the server acknowledged the subscription. */
   readonly subscribed: Promise<unknown>;
 }
@@ -403,14 +405,13 @@ export class RedisStore implements Store {
     const subscriber = this.#subscriberConnection();
     let watch = this.#watches.get(channel);
     if (watch === undefined) {
-      watch = { listeners: new Set(), subscribed: subscriber.subscribe(channel) };
+      watch = { listeners: new ListenerSet(), subscribed: subscriber.subscribe(channel) };
       this.#watches.set(channel, watch);
     }
-    const entry: RefListener = (value) => listener(value);
-    watch.listeners.add(entry);
+    const remove = watch.listeners.add(listener);
     const current = watch;
     const stop = (): void => {
-      current.listeners.delete(entry);
+      remove();
       if (current.listeners.size === 0 && this.#watches.get(channel) === current) {
         this.#watches.delete(channel);
         if (!this.#closed) subscriber.unsubscribe(channel).catch(() => undefined);
@@ -440,14 +441,8 @@ export class RedisStore implements Store {
         const watch = this.#watches.get(channel);
         if (watch === undefined) return;
         const name = channel.slice(`${this.#prefix}ref:`.length);
-        const value = message === '' ? undefined : parseValue(message, name);
-        for (const listener of [...watch.listeners]) {
-          try {
-            listener(value);
-          } catch {
-            // A listener's failure is its own; it must not stop the others or the connection.
-          }
-        }
+        // A listener's failure is its own: the set isolates it from the others and from the connection.
+        watch.listeners.emit(message === '' ? undefined : parseValue(message, name));
       });
       this.#subscriber = subscriber;
     }

@@ -4,7 +4,8 @@
  *
  * @module
  */
-import { isCairnError, type CairnError } from '../errors.js';
+import { isCairnError } from '../errors.js';
+import { isNetworkError } from '../internal/network-errors.js';
 
 /** Every exit code `cairn` uses. Stable: scripts branch on them. */
 export const EXIT = {
@@ -57,16 +58,6 @@ export function exitCodeOf(error: unknown): number {
     default:
       return EXIT.failed;
   }
-}
-
-function isNetworkError(error: CairnError): boolean {
-  let cause: unknown = error.cause;
-  for (let depth = 0; depth < 5 && cause !== undefined && cause !== null; depth++) {
-    const code = (cause as { code?: unknown }).code;
-    if (typeof code === 'string' && /^(ECONNREFUSED|ENOTFOUND|EAI_AGAIN|ETIMEDOUT|ECONNRESET|EHOSTUNREACH|ENETUNREACH)$/.test(code)) return true;
-    cause = (cause as { cause?: unknown }).cause;
-  }
-  return /unreachable|could not connect|connect ECONNREFUSED|timed out/i.test(error.message);
 }
 
 /** The error as one line: newlines flattened, never a stack. */

@@ -19,6 +19,8 @@ import { throwIfAborted, type AbortOptions } from '../abort.js';
 import { ClosedError, NotFoundError } from '../errors.js';
 import type { Hash } from '../hash.js';
 import { MemoryStore } from '../backends/memory.js';
+import { casAccepts } from '../internal/cas.js';
+import { ListenerSet } from '../internal/listeners.js';
 import { assertObjectSource, toHash } from '../object-io.js';
 import { assertRefName, assertRefPrefix } from '../ref-name.js';
 import type {
@@ -60,7 +62,7 @@ class DerivedStore implements Store {
   /** Objects deleted here: hidden even if the parent has them. */
   readonly #deleted = new Set<string>();
   readonly #refs = new Map<string, Shadow>();
-  readonly #listeners = new Map<string, Set<RefListener>>();
+  readonly #watchers = new Map<string, ListenerSet<RefValue | undefined>>();
   /** Per-ref queue, so a swap's read-compare-write is not interleaved with another write to that ref. */
   readonly #locks = new Map<string, Promise<unknown>>();
   readonly #closing = new AbortController();
@@ -211,8 +213,7 @@ class DerivedStore implements Store {
     return this.#locked(name, async () => {
       const current = await this.#effective(name, options);
       throwIfAborted(options?.signal);
-      const matches = expectedHash === null ? current === undefined : current !== undefined && current.hash.equals(expectedHash);
-      if (!matches) return { ok: false, current };
+      if (!casAccepts(current, expectedHash)) return { ok: false, current };
       if (nextHash === null && current === undefined) return { ok: true, current: undefined };
       return { ok: true, current: this.#write(name, nextHash) };
     });
@@ -240,17 +241,26 @@ class DerivedStore implements Store {
   async watchRef(name: string, listener: RefListener, options?: WatchOptions): Promise<void> {
     this.#check(options);
     assertRefName(name);
-    const set = this.#listeners.get(name) ?? new Set<RefListener>();
-    this.#listeners.set(name, set);
-    const entry: RefListener = (value) => listener(value);
-    set.add(entry);
+    let watchers = this.#watchers.get(name);
+    if (watchers === undefined) this.#watchers.set(name, (watchers = new ListenerSet()));
+    const set = watchers;
+    let watching = true;
+    const remove = set.add(listener);
     const stop = AbortSignal.any([this.#closing.signal, ...(options?.signal ? [options.signal] : [])]);
-    stop.addEventListener('abort', () => set.delete(entry), { once: true });
+    stop.addEventListener(
+      'abort',
+      () => {
+        watching = false;
+        remove();
+        if (set.size === 0 && this.#watchers.get(name) === set) this.#watchers.delete(name);
+      },
+      { once: true },
+    );
     // The parent's changes show through only while this store has not shadowed the ref.
     await this.#parent.watchRef(
       name,
       (value) => {
-        if (!this.#refs.has(name) && set.has(entry)) listener(value);
+        if (!this.#refs.has(name) && watching) listener(value);
       },
       { signal: stop, intervalMs: options?.intervalMs },
     );
@@ -264,7 +274,7 @@ class DerivedStore implements Store {
     if (this.#closed) return;
     this.#closed = true;
     this.#closing.abort();
-    this.#listeners.clear();
+    this.#watchers.clear();
     this.#refs.clear();
     this.#deleted.clear();
     await this.#upper.close();
@@ -279,7 +289,7 @@ class DerivedStore implements Store {
       value = { hash, version: `derived-${++this.#version}` };
       this.#refs.set(name, { value });
     }
-    for (const listener of this.#listeners.get(name) ?? []) listener(value);
+    this.#watchers.get(name)?.emit(value);
     return value;
   }
 

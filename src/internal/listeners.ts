@@ -1,54 +1,63 @@
 /**
- * A set of listeners that one event source calls in turn. A listener that
- * throws does not stop the others (nor the source that emits): watchers are
- * independent consumers, and one failing must not silence the rest.
+ * A set of listeners for one kind of event (a ref's changes), shared by
+ * every backend and layer that pushes watch notifications.
+ *
+ * Why not a plain `Set<listener>`: the same function may be added twice (two
+ * watches) and must then be removed once per watch, and one listener that
+ * throws must neither stop the others nor fail the write that emitted.
  *
  * @module
  */
 
-/**
- * Listeners of values of type `T`.
- *
- * @example
- * ```ts
- * const listeners = new ListenerSet<string>();
- * const off = listeners.add((v) => console.log(v));
- * listeners.emit('changed'); // logs "changed"
- * off();
- * ```
- */
-export class ListenerSet<T> {
-  readonly #listeners = new Set<(value: T) => void>();
+/** Called with the error a listener threw; by default a process warning, so a broken watcher is visible but harmless. */
+export type ListenerErrorHandler = (error: unknown) => void;
 
-  /** Adds `listener`; returns the function that removes it (calling it twice is harmless). */
+function warn(error: unknown): void {
+  process.emitWarning(`a watch listener threw: ${error instanceof Error ? error.message : String(error)}`, { type: 'CairnListenerWarning' });
+}
+
+/** Listeners of values of type `T`, called in the order they were added. */
+export class ListenerSet<T> {
+  /** One entry per `add`, so a function added twice is called twice and removed once per unsubscribe. */
+  readonly #entries = new Set<{ readonly listener: (value: T) => void }>();
+  readonly #onError: ListenerErrorHandler;
+
+  constructor(onError: ListenerErrorHandler = warn) {
+    this.#onError = onError;
+  }
+
+  /** Adds a listener; the returned function removes this registration (idempotent). */
   add(listener: (value: T) => void): () => void {
-    // Wrapped, so that adding the same function twice registers it twice and each unsubscribe removes one.
-    const entry = (value: T): void => listener(value);
-    this.#listeners.add(entry);
+    const entry = { listener };
+    this.#entries.add(entry);
     return () => {
-      this.#listeners.delete(entry);
+      this.#entries.delete(entry);
     };
   }
 
-  /** Calls every listener registered now with `value`; exceptions they throw are swallowed. */
+  /**
+   * Calls every listener registered when `emit` starts, in order. A listener
+   * added or removed by another listener takes effect from the next emit. A
+   * throwing listener is reported to the error handler and the rest still run.
+   */
   emit(value: T): void {
-    // A copy: a listener may add or remove listeners while being called.
-    for (const listener of [...this.#listeners]) {
+    if (this.#entries.size === 0) return;
+    for (const entry of [...this.#entries]) {
       try {
-        listener(value);
-      } catch {
-        // See the module comment: one failing watcher must not stop the others.
+        entry.listener(value);
+      } catch (error) {
+        this.#onError(error);
       }
     }
   }
 
-  /** Number of listeners registered. */
+  /** How many registrations are live. */
   get size(): number {
-    return this.#listeners.size;
+    return this.#entries.size;
   }
 
   /** Removes every listener. */
   clear(): void {
-    this.#listeners.clear();
+    this.#entries.clear();
   }
 }

@@ -16,26 +16,25 @@
  * would abort the shared read for every caller. Here each caller races its
  * own signal against the shared read, which always runs to completion.
  *
+ * Reads hand out copies by default, so no caller can change cached bytes
+ * under their hash. `shareBytes` trades that guarantee for speed: a hit
+ * then costs a map lookup and no copy, and the caller promises not to
+ * write; `shareBytes: 'checked'` re-hashes to catch a caller that breaks
+ * the promise.
+ *
  * @module
  */
 import { LRUCache } from 'lru-cache';
 import { raceAbort, throwIfAborted, type AbortOptions } from '../abort.js';
-import { ClosedError } from '../errors.js';
 import type { Hash } from '../hash.js';
+import { IntegrityError } from '../errors.js';
+import { hashBytes, parseHash } from '../hash.js';
+import { copyOf } from '../internal/byte-copy.js';
 import { assertRange, sliceRange, toHash, verifyBytes } from '../object-io.js';
-import type {
-  CasResult,
-  HashLike,
-  ObjectSource,
-  PutOptions,
-  RefEntry,
-  RefListener,
-  RefValue,
-  Store,
-  StoreCapabilities,
-  WatchOptions,
-} from '../store.js';
-import { integerOption, storeOption } from './options.js';
+import type { HashLike, Store } from '../store.js';
+import { integerOption, invalidOption, storeOption } from '../internal/options.js';
+import { SingleFlight } from '../internal/single-flight.js';
+import { ForwardingStore } from './forwarding.js';
 
 /** Options of {@link cached}. */
 export interface CachedOptions {
@@ -51,6 +50,27 @@ export interface CachedOptions {
    * @default maxBytes / 8
    */
   maxObjectBytes?: number | undefined;
+  /**
+   * What reads of cached objects return:
+   *
+   * - `false`: a copy per read, so a caller may change what it got without
+   *   touching the cache.
+   * - `true`: the cached bytes themselves, shared by every reader: no copy,
+   *   so a hit costs little more than a `Map` lookup. The caller **must not
+   *   change them**: a change would be served to every later reader of
+   *   that object, as bytes that no longer match their hash. For callers
+   *   that only read (parse, hash, send) what they get.
+   * - `'checked'`: shared as with `true`, and every hit, eviction and
+   *   delete re-hashes the bytes; bytes a caller changed are dropped from
+   *   the cache and the read (on a hit) or the next read (after an
+   *   eviction or delete) rejects with {@link IntegrityError} naming the
+   *   object. A debugging and test mode: re-hashing costs what a copy saves.
+   *
+   * Reads that miss the cache return the bytes that are now cached, shared
+   * in the same way; objects the cache does not keep are the caller's own.
+   * @default false
+   */
+  shareBytes?: boolean | 'checked' | undefined;
 }
 
 /** Counters of a {@link CachedStore}, for tuning and benchmarks. */
@@ -90,15 +110,15 @@ export function cached(store: Store, options: CachedOptions = {}): CachedStore {
 }
 
 /** See {@link cached}. */
-export class CachedStore implements Store {
-  readonly capabilities: StoreCapabilities;
-  readonly #inner: Store;
+export class CachedStore extends ForwardingStore {
   readonly #lru: LRUCache<string, Uint8Array>;
   readonly #maxObjectBytes: number;
-  readonly #inFlight = new Map<string, Promise<Uint8Array>>();
+  readonly #loads = new SingleFlight<string, Uint8Array>();
   /** Bumped by every delete, so a read that started before it does not re-cache a deleted object. */
   #epoch = 0;
-  #closed = false;
+  readonly #share: boolean | 'checked';
+  /** A change to shared bytes found on eviction or delete ('checked' mode), thrown by the next read. */
+  #detected: IntegrityError | undefined;
   #hits = 0;
   #misses = 0;
   #coalesced = 0;
@@ -107,22 +127,20 @@ export class CachedStore implements Store {
   constructor(inner: Store, options: CachedOptions = {}) {
     storeOption('cached', 'store', inner);
     const maxBytes = integerOption('cached', 'maxBytes', options.maxBytes, 64 * 2 ** 20, 1);
-    this.#maxObjectBytes = integerOption(
-      'cached',
-      'maxObjectBytes',
-      options.maxObjectBytes,
-      Math.max(1, Math.floor(maxBytes / 8)),
-      0,
-      maxBytes,
-    );
-    this.#inner = inner;
-    this.capabilities = { ...inner.capabilities };
+    const maxObjectBytes = integerOption('cached', 'maxObjectBytes', options.maxObjectBytes, Math.max(1, Math.floor(maxBytes / 8)), 0, maxBytes);
+    const share = options.shareBytes ?? false;
+    if (share !== true && share !== false && share !== 'checked') throw invalidOption('cached', 'shareBytes', "true, false or 'checked'", share);
+    super(inner, { name: 'cached store' });
+    this.#maxObjectBytes = maxObjectBytes;
+    this.#share = share;
     this.#lru = new LRUCache<string, Uint8Array>({
       maxSize: maxBytes,
       // The empty object still takes an entry; lru-cache needs a positive size.
       sizeCalculation: (bytes) => Math.max(1, bytes.length),
-      dispose: (_value, _key, reason) => {
+      dispose: (value, key, reason) => {
         if (reason === 'evict') this.#evictions++;
+        // 'set' is a replacement by the same verified bytes' key; 'delete' includes our own drop of a changed entry, checked already.
+        if (this.#share === 'checked' && (reason === 'evict' || reason === 'delete') && !this.closed) this.#detected ??= changedBy(key, value);
       },
     });
   }
@@ -142,84 +160,100 @@ export class CachedStore implements Store {
   }
 
   #check(options: AbortOptions | undefined): void {
-    if (this.#closed) throw new ClosedError('the cached store is closed');
+    this.assertOpen();
     throwIfAborted(options?.signal);
+    if (this.#detected !== undefined) {
+      const error = this.#detected;
+      this.#detected = undefined;
+      throw error;
+    }
+  }
+
+  /** What a read of a cached object returns: a copy, or the shared bytes (checked first in 'checked' mode). */
+  #handOut(key: string, cached: Uint8Array): Uint8Array {
+    if (this.#share === false) return copyOf(cached);
+    if (this.#share === 'checked') {
+      const changed = changedBy(key, cached);
+      if (changed !== undefined) {
+        // Dropped without a second report from dispose.
+        this.#lru.delete(key);
+        this.#detected = undefined;
+        throw changed;
+      }
+    }
+    return cached;
   }
 
   #remember(key: string, hash: Hash, bytes: Uint8Array, epoch: number): void {
     verifyBytes(hash, bytes);
-    if (bytes.length <= this.#maxObjectBytes && epoch === this.#epoch && !this.#closed) this.#lru.set(key, bytes);
+    if (bytes.length <= this.#maxObjectBytes && epoch === this.#epoch && !this.closed) this.#lru.set(key, bytes);
   }
 
   /** One shared inner read per hash; the read ignores callers' signals so that one abort cannot fail the others. */
   #load(hash: Hash, key: string): Promise<Uint8Array> {
-    const existing = this.#inFlight.get(key);
-    if (existing !== undefined) {
-      this.#coalesced++;
-      return existing;
-    }
-    this.#misses++;
     const epoch = this.#epoch;
-    const loading = this.#inner.get(hash).then((bytes) => {
-      this.#remember(key, hash, bytes, epoch);
-      return bytes;
-    });
-    this.#inFlight.set(key, loading);
-    const forget = (): void => {
-      if (this.#inFlight.get(key) === loading) this.#inFlight.delete(key);
-    };
-    loading.then(forget, forget);
-    return loading;
+    const { flight, joined } = this.#loads.run(key, () =>
+      this.inner.get(hash).then((bytes) => {
+        this.#remember(key, hash, bytes, epoch);
+        return bytes;
+      }),
+    );
+    if (joined) this.#coalesced++;
+    else this.#misses++;
+    return flight.promise;
   }
 
-  async get(hashLike: HashLike, options?: AbortOptions): Promise<Uint8Array> {
+  override async get(hashLike: HashLike, options?: AbortOptions): Promise<Uint8Array> {
     this.#check(options);
     const hash = toHash(hashLike);
     const key = hash.toString();
     const hit = this.#lru.get(key);
     if (hit !== undefined) {
       this.#hits++;
-      // A copy: the cached bytes must not change under their hash.
-      return copyOf(hit);
+      return this.#handOut(key, hit);
     }
     const bytes = await raceAbort(this.#load(hash, key), options?.signal);
-    return copyOf(bytes);
+    return this.#share === false ? copyOf(bytes) : bytes;
   }
 
-  async *getStream(hashLike: HashLike, options?: AbortOptions): AsyncIterable<Uint8Array> {
+  override async *getStream(hashLike: HashLike, options?: AbortOptions): AsyncIterable<Uint8Array> {
     this.#check(options);
     const hash = toHash(hashLike);
-    const hit = this.#lru.get(hash.toString());
+    const key = hash.toString();
+    const hit = this.#lru.get(key);
     if (hit !== undefined) {
       this.#hits++;
-      yield copyOf(hit);
+      yield this.#handOut(key, hit);
       return;
     }
     // Streams are for objects too large to hold: pass through uncached (the inner store verifies).
-    yield* this.#inner.getStream(hash, options);
+    yield* this.inner.getStream(hash, options);
   }
 
   /** A range of a cached object is cut from the cache; a miss reads only the range from the inner store, uncached. */
-  async getRange(hashLike: HashLike, offset: number, length: number, options?: AbortOptions): Promise<Uint8Array> {
+  override async getRange(hashLike: HashLike, offset: number, length: number, options?: AbortOptions): Promise<Uint8Array> {
     this.#check(options);
     assertRange(offset, length);
     const hash = toHash(hashLike);
-    const hit = this.#lru.get(hash.toString());
+    const key = hash.toString();
+    const hit = this.#lru.get(key);
     if (hit !== undefined) {
       this.#hits++;
-      return sliceRange(hit, offset, length);
+      if (this.#share === false) return sliceRange(hit, offset, length);
+      const whole = this.#handOut(key, hit);
+      return whole.subarray(Math.min(offset, whole.length), Math.min(offset + length, whole.length));
     }
-    return this.#inner.getRange(hash, offset, length, options);
+    return this.inner.getRange(hash, offset, length, options);
   }
 
-  async has(hashLike: HashLike, options?: AbortOptions): Promise<boolean> {
+  override async has(hashLike: HashLike, options?: AbortOptions): Promise<boolean> {
     this.#check(options);
     const hash = toHash(hashLike);
     if (this.#lru.has(hash.toString())) return true;
-    return this.#inner.has(hash, options);
+    return this.inner.has(hash, options);
   }
 
-  async getMany(hashLikes: readonly HashLike[], options?: AbortOptions): Promise<Uint8Array[]> {
+  override async getMany(hashLikes: readonly HashLike[], options?: AbortOptions): Promise<Uint8Array[]> {
     this.#check(options);
     const hashes = hashLikes.map(toHash);
     const results = new Array<Uint8Array | Promise<Uint8Array>>(hashes.length);
@@ -229,13 +263,13 @@ export class CachedStore implements Store {
       const hit = this.#lru.get(key);
       if (hit !== undefined) {
         this.#hits++;
-        results[index] = hit;
+        results[index] = this.#share === 'checked' ? this.#handOut(key, hit) : hit;
         return;
       }
-      const shared = this.#inFlight.get(key);
+      const shared = this.#loads.join(key);
       if (shared !== undefined) {
         this.#coalesced++;
-        results[index] = shared;
+        results[index] = shared.promise;
         return;
       }
       const entry = fetch.get(key);
@@ -247,135 +281,65 @@ export class CachedStore implements Store {
       const epoch = this.#epoch;
       const entries = [...fetch.entries()];
       this.#misses += entries.length;
-      const batch = this.#inner.getMany(
+      const batch = this.inner.getMany(
         entries.map(([, { hash }]) => hash),
         options,
       );
       entries.forEach(([key, { hash, indexes }], position) => {
-        const one = batch.then((all) => {
-          const bytes = all[position]!;
-          this.#remember(key, hash, bytes, epoch);
-          return bytes;
-        });
-        // Concurrent single reads may join this batch; a failed batch must not be left unhandled.
-        one.catch(() => {});
-        this.#inFlight.set(key, one);
-        const forget = (): void => {
-          if (this.#inFlight.get(key) === one) this.#inFlight.delete(key);
-        };
-        one.then(forget, forget);
-        for (const index of indexes) results[index] = one;
+        // Concurrent single reads of these keys join this batch.
+        const { promise } = this.#loads.start(key, () =>
+          batch.then((all) => {
+            const bytes = all[position]!;
+            this.#remember(key, hash, bytes, epoch);
+            return bytes;
+          }),
+        );
+        for (const index of indexes) results[index] = promise;
       });
     }
     const settled = await raceAbort(Promise.all(results), options?.signal);
-    return settled.map(copyOf);
+    return this.#share === false ? settled.map(copyOf) : settled;
   }
 
-  async hasMany(hashLikes: readonly HashLike[], options?: AbortOptions): Promise<boolean[]> {
+  override async hasMany(hashLikes: readonly HashLike[], options?: AbortOptions): Promise<boolean[]> {
     this.#check(options);
     const hashes = hashLikes.map(toHash);
     const answers = hashes.map((hash) => this.#lru.has(hash.toString()));
     const unknown = hashes.filter((_, i) => !answers[i]);
     if (unknown.length === 0) return answers;
-    const inner = await this.#inner.hasMany(unknown, options);
+    const inner = await this.inner.hasMany(unknown, options);
     let next = 0;
     return answers.map((known) => known || inner[next++]!);
   }
 
-  async delete(hashLike: HashLike, options?: AbortOptions): Promise<void> {
+  override async delete(hashLike: HashLike, options?: AbortOptions): Promise<void> {
     this.#check(options);
     const hash = toHash(hashLike);
     const key = hash.toString();
     this.#epoch++;
     this.#lru.delete(key);
-    this.#inFlight.delete(key);
-    await this.#inner.delete(hash, options);
+    this.#loads.forget(key);
+    await this.inner.delete(hash, options);
   }
 
-  async put(source: ObjectSource, options?: PutOptions): Promise<Hash> {
-    this.#check(options);
-    return this.#inner.put(source, options);
-  }
-
-  async putMany(items: readonly Uint8Array[], options?: PutOptions): Promise<Hash[]> {
-    this.#check(options);
-    return this.#inner.putMany(items, options);
-  }
-
-  async *listObjects(options?: AbortOptions): AsyncIterable<Hash> {
-    this.#check(options);
-    yield* this.#inner.listObjects(options);
-  }
-
-  async getRef(name: string, options?: AbortOptions): Promise<RefValue | undefined> {
-    this.#check(options);
-    return this.#inner.getRef(name, options);
-  }
-
-  async setRef(name: string, hash: HashLike, options?: AbortOptions): Promise<RefValue> {
-    this.#check(options);
-    return this.#inner.setRef(name, hash, options);
-  }
-
-  async deleteRef(name: string, options?: AbortOptions): Promise<void> {
-    this.#check(options);
-    return this.#inner.deleteRef(name, options);
-  }
-
-  async compareAndSwap(name: string, expected: HashLike | null, next: HashLike | null, options?: AbortOptions): Promise<CasResult> {
-    this.#check(options);
-    return this.#inner.compareAndSwap(name, expected, next, options);
-  }
-
-  async *listRefs(prefix?: string, options?: AbortOptions): AsyncIterable<RefEntry> {
-    this.#check(options);
-    yield* this.#inner.listRefs(prefix, options);
-  }
-
-  async watchRef(name: string, listener: RefListener, options?: WatchOptions): Promise<void> {
-    this.#check(options);
-    return this.#inner.watchRef(name, listener, options);
-  }
-
-  async flush(options?: AbortOptions): Promise<void> {
-    this.#check(options);
-    return this.#inner.flush(options);
-  }
-
-  async close(): Promise<void> {
-    if (this.#closed) return;
-    this.#closed = true;
-    this.#lru.clear();
-    this.#inFlight.clear();
-    await this.#inner.close();
+  override async close(): Promise<void> {
+    if (!this.closed) {
+      this.#loads.clear();
+      // Marked closed before clearing, so 'checked' mode does not re-hash everything on the way out.
+      const closing = super.close();
+      this.#lru.clear();
+      await closing;
+      return;
+    }
+    await super.close();
   }
 }
 
-/** Objects up to this size are copied into shared slabs rather than each into its own new ArrayBuffer. */
-const SLAB_OBJECT_MAX = 8 * 1024;
-const SLAB_BYTES = 64 * 1024;
-let slab = new Uint8Array(SLAB_BYTES);
-let slabOffset = 0;
-
-/**
- * A real copy (`Buffer#slice`, which inner stores may hand us, makes a view).
- * Small objects are copied into a shared 64 KiB slab, as Node's Buffer pool
- * does: allocating one ArrayBuffer per hit cost more than the rest of the
- * hit path together (measured 2-4x slower copies). A caller that keeps a
- * copy pins at most one slab; like any pooled Buffer, the copy may have a
- * non-zero `byteOffset` into a larger `buffer`.
- */
-function copyOf(bytes: Uint8Array): Uint8Array {
-  const length = bytes.length;
-  if (length === 0 || length > SLAB_OBJECT_MAX) return Uint8Array.prototype.slice.call(bytes);
-  if (slabOffset + length > SLAB_BYTES) {
-    slab = new Uint8Array(SLAB_BYTES);
-    slabOffset = 0;
-  }
-  // set-then-subarray measured about 1.7x faster than constructing a view and setting it.
-  slab.set(bytes, slabOffset);
-  const copy = slab.subarray(slabOffset, slabOffset + length);
-  // 8-byte aligned, so callers may view the copy with wider typed arrays.
-  slabOffset += (length + 7) & ~7;
-  return copy;
+/** The error for cached bytes that a reader changed, or `undefined` if they still match their hash (the key). */
+function changedBy(key: string, bytes: Uint8Array): IntegrityError | undefined {
+  if (hashBytes(bytes, parseHash(key).algorithm).toString() === key) return undefined;
+  return new IntegrityError(
+    `object ${key}: bytes shared by cached({ shareBytes }) were changed by a reader; callers must not modify bytes they get from a cache with shareBytes on`,
+    { key },
+  );
 }

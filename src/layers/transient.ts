@@ -1,7 +1,8 @@
 /**
  * Which failures are worth retrying. A store's own errors say so through
  * {@link BackendError.retryable}; raw network errors that slipped past a
- * backend's mapping are recognised by their errno code. Everything else
+ * backend's mapping are recognised by the one network-error classifier
+ * (`internal/network-errors.ts`). Everything else
  * (not found, permission, integrity, bad input) is permanent: trying again
  * would fail the same way.
  *
@@ -9,32 +10,14 @@
  */
 import { backoffDelay, sleep } from '../abort.js';
 import { AbortError, BackendError, CairnError } from '../errors.js';
-
-const NETWORK_CODES = new Set([
-  'ECONNRESET',
-  'ECONNREFUSED',
-  'ECONNABORTED',
-  'ETIMEDOUT',
-  'EPIPE',
-  'EAI_AGAIN',
-  'ENETUNREACH',
-  'EHOSTUNREACH',
-  'UND_ERR_SOCKET',
-  'UND_ERR_CONNECT_TIMEOUT',
-]);
+import { isNetworkError } from '../internal/network-errors.js';
 
 /** True when retrying the failed call may succeed. */
 export function isTransient(error: unknown): boolean {
   if (error instanceof AbortError) return false;
   if (error instanceof BackendError) return error.retryable;
   if (error instanceof CairnError) return false;
-  for (let e: unknown = error, depth = 0; e != null && depth < 4; depth++) {
-    const code = (e as { code?: unknown }).code;
-    if (typeof code === 'string' && NETWORK_CODES.has(code)) return true;
-    if ((e as { name?: unknown }).name === 'TimeoutError') return true;
-    e = (e as { cause?: unknown }).cause;
-  }
-  return false;
+  return isNetworkError(error);
 }
 
 /**

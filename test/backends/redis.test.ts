@@ -18,6 +18,8 @@ afterAll(async () => {
 conformanceSuite('redis', {
   // Each case gets its own key prefix on the one server: fresh and empty, no flush needed.
   setup: () => openRedisStore({ url: server.url, keyPrefix: `conf${++counter}:` }),
+  // A second connection on the same key prefix (setup just made it): the Lua swap must be atomic between them.
+  peer: () => openRedisStore({ url: server.url, keyPrefix: `conf${counter}:` }),
   manyRefs: 2500,
 });
 

@@ -8,7 +8,8 @@ import { spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
-import { s3Store, UnsupportedError, type Hash, type S3Store } from '../../src/index.js';
+import { s3Store } from '../../src/backends/s3.js';
+import { UnsupportedError, type Hash, type S3Store } from '../../src/index.js';
 import { disposeStore, minioEnv, primaryServer, storeOptions, uniquePrefix } from '../support/s3.js';
 import { lossyProxy, strippingProxy } from './s3/proxies.js';
 

@@ -17,10 +17,10 @@ import {
   IntegrityError,
   InvalidArgumentError,
   PermissionError,
-  s3Store,
   type S3Store,
   type S3StoreOptions,
 } from '../../src/index.js';
+import { s3Store } from '../../src/backends/s3.js';
 import { conformanceSuite } from '../conformance.js';
 import { uploadStream } from '../../src/backends/s3/upload.js';
 import { deletePrefix, disposeStore, rawClient, s3ConformanceTarget, s3Servers, storeOptions, uniquePrefix } from '../support/s3.js';

@@ -9,7 +9,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { openDiskStore } from '../../src/backends/disk.js';
 import { openRedisStore } from '../../src/backends/redis.js';
-import { memoryStore, s3Store, type Store } from '../../src/index.js';
+import { s3Store } from '../../src/backends/s3.js';
+import { memoryStore, type Store } from '../../src/index.js';
 import { minioOptions, uniquePrefix, primaryServer, deletePrefix } from '../support/s3.js';
 import type { RedisServer } from '../support/redis.js';
 

@@ -2,7 +2,18 @@ import { describe, expect, it } from 'vitest';
 import { AbortError, hashBytes, IntegrityError, InvalidArgumentError, memoryStore, ReadOnlyError, type Store } from '../../src/index.js';
 import { cached } from '../../src/layers/cached.js';
 import { readOnly } from '../../src/layers/read-only.js';
+import { conformanceSuite } from '../conformance.js';
 import { wrap } from './faulty-store.js';
+
+// Every case but the one that writes into returned bytes (what shareBytes forbids) holds with shared bytes;
+// 'checked' mode would fail any case that changed them by mistake.
+conformanceSuite("cached over memory, shareBytes 'checked'", {
+  setup: async () => cached(memoryStore(), { maxBytes: 4 * 2 ** 20, shareBytes: 'checked' }),
+  skip: {
+    'stored bytes cannot be changed through the buffers put took or get returned':
+      'shareBytes hands out the cached bytes; callers promise not to change them, and the shareBytes cases below check the promise is enforced',
+  },
+});
 
 /** Counts inner reads and can make them slow or return other bytes. */
 function counting(inner: Store = memoryStore()) {
@@ -137,7 +148,61 @@ describe('cached', () => {
     expect((await store.getMany([hash]))[0]![0]).toBe(6);
   });
 
+  it('shareBytes: hits hand out the cached bytes themselves, not copies; the default still copies', async () => {
+    const shared = cached(memoryStore(), { shareBytes: true });
+    const copying = cached(memoryStore());
+    for (const store of [shared, copying]) {
+      const hash = await store.put(bytesOf(7, 64));
+      const miss = await store.get(hash);
+      const [hitA, hitB] = [await store.get(hash), await store.get(hash)];
+      const [many] = await store.getMany([hash]);
+      const range = await store.getRange(hash, 8, 4);
+      const same = store === shared;
+      expect(hitA === hitB).toBe(same);
+      expect(hitA === miss).toBe(same);
+      expect(many === hitA).toBe(same);
+      expect(range.buffer === hitA.buffer).toBe(same);
+      expect(store.stats().hits).toBe(4);
+    }
+  });
+
+  it("shareBytes 'checked': a reader that changes shared bytes is caught on the next hit, naming the object, and the bytes are dropped", async () => {
+    const inner = counting();
+    const store = cached(inner.store, { shareBytes: 'checked' });
+    const hash = await store.put(bytesOf(8, 256));
+    const bytes = await store.get(hash);
+    bytes[0] = 99; // the mistake shareBytes forbids
+    const error = await store.get(hash).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(IntegrityError);
+    expect((error as IntegrityError).key).toBe(hash.toString());
+    expect((error as Error).message).toMatch(/changed by a reader/);
+    // The changed bytes are gone: the next read fetches the real ones again.
+    expect(store.stats().entries).toBe(0);
+    expect((await store.get(hash))[0]).toBe(8);
+    expect(inner.gets).toBe(2);
+  });
+
+  it("shareBytes 'checked': a change found on eviction or delete fails the next read", async () => {
+    const store = cached(memoryStore(), { shareBytes: 'checked', maxBytes: 2 * 4096, maxObjectBytes: 4096 });
+    const [a, b, c] = await store.putMany([bytesOf(1), bytesOf(2), bytesOf(3)]);
+    (await store.get(a!))[5] = 0xee;
+    await store.get(b!);
+    await store.get(c!); // evicts a, whose bytes were changed
+    expect(store.stats().evictions).toBe(1);
+    const error = await store.get(b!).catch((e: unknown) => e);
+    expect((error as IntegrityError).key).toBe(a!.toString());
+    expect((await store.get(b!))[0]).toBe(2);
+    (await store.get(b!))[0] = 0;
+    await store.delete(b!);
+    await expect(store.has(c!)).rejects.toMatchObject({ code: 'ERR_INTEGRITY', key: b!.toString() });
+    // Unchanged shared bytes pass every check.
+    expect((await store.get(c!))[0]).toBe(3);
+  });
+
   it('rejects bad options naming the option and value', () => {
+    expect(() => cached(memoryStore(), { shareBytes: 'yes' as unknown as boolean })).toThrow(
+      'cached option "shareBytes" must be true, false or \'checked\', got "yes"',
+    );
     expect(() => cached(memoryStore(), { maxBytes: 0 })).toThrow(InvalidArgumentError);
     expect(() => cached(memoryStore(), { maxBytes: 0 })).toThrow('"maxBytes" must be an integer >= 1, got 0');
     expect(() => cached(memoryStore(), { maxBytes: 10, maxObjectBytes: 11 })).toThrow('"maxObjectBytes"');

@@ -8,21 +8,10 @@
  * @module
  */
 import { BackendError, CairnError, PermissionError, ReadOnlyError } from '../../errors.js';
+import { networkErrorCode } from '../../internal/network-errors.js';
 
 /** Reply codes after which a retry may succeed. */
 const RETRYABLE_REPLIES = new Set(['LOADING', 'BUSY', 'TRYAGAIN', 'CLUSTERDOWN', 'MASTERDOWN']);
-
-/** Errnos and ioredis error names that mean "the connection failed", worth retrying. */
-const RETRYABLE_CONNECTION = new Set([
-  'ECONNREFUSED',
-  'ECONNRESET',
-  'ETIMEDOUT',
-  'EPIPE',
-  'EHOSTUNREACH',
-  'ENETUNREACH',
-  'EAI_AGAIN',
-  'MaxRetriesPerRequestError',
-]);
 
 /** Converts any error from an ioredis call into a {@link CairnError} (passed through if it already is one). */
 export function mapRedisError(cause: unknown, what: string, server: string, key?: string): CairnError {
@@ -46,9 +35,9 @@ export function mapRedisError(cause: unknown, what: string, server: string, key?
       retryable: RETRYABLE_REPLIES.has(word),
     });
   }
-  const code = typeof error?.code === 'string' ? error.code : typeof error?.name === 'string' ? error.name : '';
-  if (RETRYABLE_CONNECTION.has(code) || /Connection is closed|Stream isn't writeable|connect ETIMEDOUT/.test(message)) {
-    return new BackendError(`${what}: cannot reach Redis at ${server} (${code || message.slice(0, 120)}); is the server running?`, {
+  const network = networkErrorCode(cause);
+  if (network !== undefined) {
+    return new BackendError(`${what}: cannot reach Redis at ${server} (${network}); is the server running?`, {
       ...subject,
       retryable: true,
     });

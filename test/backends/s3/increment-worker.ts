@@ -9,7 +9,8 @@
  * Usage: node --import tsx increment-worker.ts <ref> <count>
  */
 import { createInterface } from 'node:readline';
-import { s3Store, type Hash } from '../../../src/index.js';
+import { s3Store } from '../../../src/backends/s3.js';
+import { type Hash } from '../../../src/index.js';
 
 const [ref = 'counter', countText = '50'] = process.argv.slice(2);
 const store = s3Store({
