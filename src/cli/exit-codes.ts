@@ -22,6 +22,8 @@ export const EXIT = {
   corrupt: 5,
   /** The remote refused access or could not be reached (credentials, permissions, network). */
   remote: 6,
+  /** A limit was exceeded (snapshot too large or too deep, name too long); the message names the flag that raises it. */
+  limit: 7,
   /** Stopped by Ctrl-C (SIGINT) or SIGTERM; nothing was left half-written. */
   interrupted: 130,
 } as const;
@@ -50,6 +52,8 @@ export function exitCodeOf(error: unknown): number {
       return EXIT.corrupt;
     case 'ERR_PERMISSION':
       return EXIT.remote;
+    case 'ERR_LIMIT_EXCEEDED':
+      return EXIT.limit;
     case 'ERR_ABORTED':
       return EXIT.interrupted;
     case 'ERR_BACKEND':
