@@ -73,8 +73,13 @@ function isNetworkError(error: CairnError): boolean {
   return /unreachable|could not connect|connect ECONNREFUSED|timed out/i.test(error.message);
 }
 
-/** The error as one line: newlines flattened, never a stack. */
+/** The error as one line: newlines flattened, never a stack, credentials in URLs masked. */
 export function oneLine(error: unknown): string {
   const message = error instanceof Error ? error.message : String(error);
-  return message.replace(/\s*\n\s*/g, ' ').trim() || 'unknown error';
+  return redactUrls(message.replace(/\s*\n\s*/g, ' ').trim()) || 'unknown error';
+}
+
+/** Masks the user name and password of every URL in `text` (`http://KEY:SECRET@host` becomes `http://***@host`). */
+export function redactUrls(text: string): string {
+  return text.replace(/\b([a-z][a-z0-9+.-]*:\/\/)[^\s/@"']*@/gi, '$1***@');
 }

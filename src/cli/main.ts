@@ -22,7 +22,7 @@ import { ref } from './cmd-refs.js';
 import { diff, restore, snapshot } from './cmd-snapshot.js';
 import { pull, push, status, sync } from './cmd-sync.js';
 import { GLOBAL_HELP, GLOBAL_OPTIONS, type Command, type OptionSpecs } from './command.js';
-import { EXIT, exitCodeOf, oneLine, UsageError } from './exit-codes.js';
+import { EXIT, exitCodeOf, oneLine, redactUrls, UsageError } from './exit-codes.js';
 import { Output } from './output.js';
 
 /** Every command, in the order `cairn --help` lists them. */
@@ -115,7 +115,7 @@ export async function runCli(argv: readonly string[], env: NodeJS.ProcessEnv = p
     } else {
       process.stderr.write(`cairn: ${label}: ${oneLine(error)}\n`);
     }
-    if (env.CAIRN_DEBUG === '1' && error instanceof Error) process.stderr.write(`${error.stack ?? ''}\n`);
+    if (env.CAIRN_DEBUG === '1' && error instanceof Error) process.stderr.write(`${redactUrls(error.stack ?? '')}\n`);
     return code;
   };
   if (command === undefined) {
@@ -152,7 +152,24 @@ export async function runCli(argv: readonly string[], env: NodeJS.ProcessEnv = p
   }
 }
 
+/**
+ * The AWS SDK warns on every S3 command when Node is older than it will
+ * soon require (`process.emitWarning` with a message that starts
+ * "NodeVersionSupportWarning"): eight lines on stderr, even with `-q` and
+ * `--json`. The CLI prints only its own words (the README gives the Node
+ * advice), so that one warning, and only it, is dropped.
+ */
+export function filterSdkNodeWarning(): void {
+  const original = process.emitWarning.bind(process);
+  process.emitWarning = ((warning: string | Error, ...rest: unknown[]): void => {
+    const text = typeof warning === 'string' ? warning : warning.message;
+    if (text.startsWith('NodeVersionSupportWarning')) return;
+    (original as (w: string | Error, ...r: unknown[]) => void)(warning, ...rest);
+  }) as typeof process.emitWarning;
+}
+
 async function runAsProgram(): Promise<void> {
+  filterSdkNodeWarning();
   const controller = new AbortController();
   // Every concurrent request listens on this one signal; the default cap of 10 would only print warnings.
   setMaxListeners(0, controller.signal);
