@@ -170,9 +170,11 @@ export const diff: Command = {
       const mark = { added: '+', removed: '-', modified: 'M', mode: 'm' } as const;
       // Text is printed as found; --json needs the whole list (bounded by --max-files).
       const changes: Change[] = [];
+      let listed = 0;
       for await (const c of diffStream(stores.main, a, b, { ...parseLimits(ctx), signal: ctx.signal })) {
         if (ctx.out.json) changes.push(c);
         else ctx.out.line(`${mark[c.change]} ${showPath(c.path)}${c.kind === 'dir' ? '/' : ''}`);
+        if (++listed % 256 === 0) await ctx.out.drained();
       }
       ctx.out.result({ a: a.toString(), b: b.toString(), changes });
       return EXIT.ok;

@@ -97,6 +97,7 @@ export async function* diffStream(store: Store, a: Hash, b: Hash, options: DiffO
   const right = await readRootTree(store, b, { signal });
   stack.push({ kind: 'compare', left, right, li: 0, ri: 0, prefix: '' });
   while (stack.length > 0) {
+    throwIfAborted(signal);
     const top = stack.at(-1)!;
     if (top.kind === 'all') {
       const e = top.entries[top.i++];
