@@ -81,7 +81,8 @@ function mainHelp(): string {
     '  cairn restore snapshots/docs /tmp/docs-copy',
     '',
     '"cairn <command> --help" shows each command\'s options and an example.',
-    'Exit codes: 0 ok, 1 failed, 2 usage, 3 not found, 4 conflict, 5 corrupt data, 6 remote unreachable or access denied, 130 interrupted.',
+    'Exit codes: 0 ok, 1 failed, 2 usage, 3 not found, 4 conflict, 5 corrupt data, 6 remote unreachable or access denied,',
+    '7 limit exceeded, 130 interrupted.',
     '',
   ].join('\n');
 }
