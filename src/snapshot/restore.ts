@@ -14,13 +14,14 @@
 import { chmod, lstat, mkdir, open, readdir, rename, rmdir, symlink } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { throwIfAborted, type AbortOptions } from '../abort.js';
-import { CorruptStoreError, InvalidArgumentError, LimitExceededError, NotFoundError } from '../errors.js';
+import { BackendError, CairnError, CorruptStoreError, InvalidArgumentError, LimitExceededError, NotFoundError } from '../errors.js';
 import type { Hash } from '../hash.js';
 import type { Store } from '../store.js';
 import { decodeChunkList, decodeTree, looksLike, TREE_TAG, type FileEntry, type TreeEntry } from './format.js';
 import { cut, measureSnapshot, NAME_MAX, type ExpandLimits, type SnapshotSize } from './limits.js';
 import { forEachLimit, type ProgressListener } from './progress.js';
 import { makeStaging, removeTree, sweepStaleStaging } from './staging.js';
+import { TaskPool } from './task-pool.js';
 
 /** Options of {@link restore}. */
 export interface RestoreOptions extends AbortOptions, ExpandLimits {
@@ -145,9 +146,14 @@ export async function restore(store: Store, root: Hash, target: string, options:
   const state = await targetState(finalPath);
   const rootEntries = await readRootTree(store, root, { signal });
   const size = await measureSnapshot(store, rootEntries, options, { signal });
-  await mkdir(dirname(finalPath), { recursive: true });
-  await sweepStaleStaging(finalPath);
-  const staging = await makeStaging(finalPath);
+  let staging: string;
+  try {
+    await mkdir(dirname(finalPath), { recursive: true });
+    await sweepStaleStaging(finalPath);
+    staging = await makeStaging(finalPath);
+  } catch (error) {
+    throw fsProblem(error, finalPath);
+  }
   try {
     if (Buffer.byteLength(staging) + 1 + size.longestPath > PATH_MAX) {
       throw new LimitExceededError(
@@ -161,7 +167,31 @@ export async function restore(store: Store, root: Hash, target: string, options:
     return result;
   } catch (error) {
     await removeTree(staging);
-    throw error;
+    throw fsProblem(error, finalPath);
+  }
+}
+
+/**
+ * A file-system failure while writing the restore, as a typed error that
+ * names the target (cut to a readable length) and what to do, instead of a
+ * raw errno message echoing a long staging path.
+ */
+function fsProblem(error: unknown, target: string): unknown {
+  const code = (error as NodeJS.ErrnoException | undefined)?.code;
+  if (error instanceof CairnError || typeof code !== 'string') return error;
+  const where = JSON.stringify(cut(target));
+  switch (code) {
+    case 'ENAMETOOLONG':
+      return new LimitExceededError(`a name or path in the snapshot is too long for the file system under ${where}; restore into a shorter path`, { cause: error });
+    case 'EACCES':
+    case 'EPERM':
+    case 'EROFS':
+      return new InvalidArgumentError(`cannot write under ${where} (${code}); restore into a directory you can write to`, { key: cut(target), cause: error });
+    case 'ENOSPC':
+    case 'EDQUOT':
+      return new BackendError(`no space left under ${where} (${code}); free some space or restore elsewhere`, { key: cut(target), cause: error });
+    default:
+      return new BackendError(`restore into ${where} failed: ${code}; nothing was left behind`, { key: cut(target), cause: error });
   }
 }
 
@@ -277,52 +307,6 @@ async function restoreInto(store: Store, rootEntries: TreeEntry[], staging: stri
     }
     await flush();
     await pool.drain();
-  }
-}
-
-/**
- * Runs tasks with at most `limit` in flight. `run` waits for a free slot
- * (backpressure on the walk); the first failure is rethrown by the next
- * `run`, `check` or `drain`, and `drain` waits for every task started, so
- * that nothing writes into a staging directory being removed.
- */
-class TaskPool {
-  readonly #limit: number;
-  readonly #signal: AbortSignal | undefined;
-  readonly #running = new Set<Promise<void>>();
-  #failure: { error: unknown } | undefined;
-
-  constructor(limit: number, signal: AbortSignal | undefined) {
-    this.#limit = limit;
-    this.#signal = signal;
-  }
-
-  check(): void {
-    if (this.#failure !== undefined) throw this.#failure.error;
-    throwIfAborted(this.#signal);
-  }
-
-  async run(task: () => Promise<void>): Promise<void> {
-    while (this.#running.size >= this.#limit) await Promise.race(this.#running);
-    this.check();
-    const running: Promise<void> = task().then(
-      () => void this.#running.delete(running),
-      (error: unknown) => {
-        this.#failure ??= { error };
-        this.#running.delete(running);
-      },
-    );
-    this.#running.add(running);
-  }
-
-  async drain(): Promise<void> {
-    while (this.#running.size > 0) await Promise.race(this.#running);
-    this.check();
-  }
-
-  /** Waits for what runs, keeping the first failure (for the error path). */
-  async settle(): Promise<void> {
-    while (this.#running.size > 0) await Promise.race(this.#running);
   }
 }
 
