@@ -23,7 +23,8 @@ export type CairnErrorCode =
   | 'ERR_BACKEND'
   | 'ERR_ABORTED'
   | 'ERR_CLOSED'
-  | 'ERR_CORRUPT_STORE';
+  | 'ERR_CORRUPT_STORE'
+  | 'ERR_LIMIT_EXCEEDED';
 
 /** What an error concerns: an object key, a ref name, a path, a bucket. */
 export interface ErrorSubject {
@@ -130,6 +131,16 @@ export class ClosedError extends CairnError {
 export class CorruptStoreError extends CairnError {
   override readonly name = 'CorruptStoreError';
   readonly code = 'ERR_CORRUPT_STORE';
+}
+
+/**
+ * Input is larger than a limit allows (a snapshot that expands to too many
+ * files, bytes or levels, a name longer than the file system takes). The
+ * message names the limit and how to raise it. Nothing was changed.
+ */
+export class LimitExceededError extends CairnError {
+  override readonly name = 'LimitExceededError';
+  readonly code = 'ERR_LIMIT_EXCEEDED';
 }
 
 /** True when `error` is a Cairn error with the given code. */

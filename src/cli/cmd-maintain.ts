@@ -5,6 +5,7 @@
  */
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import type { AbortOptions } from '../abort.js';
 import type { Hash } from '../hash.js';
 import { PendingJournal, RESERVED_PREFIX } from '../layers/journal.js';
 import { collectGarbage, type GcState } from '../snapshot/gc.js';
@@ -17,6 +18,8 @@ import { formatBytes } from './output.js';
 import { formatDuration, parseDuration } from './resolve.js';
 import { loadRemoteState, needsFullCheck, remoteKey, updateRemoteState } from './remote-state.js';
 import { configFlags, openLocal, openRemote, withStores } from './stores.js';
+import { repairObjects } from './repair.js';
+import { sweepDeadRestores } from './restore-records.js';
 
 /**
  * Refs users made. The layered store keeps its own records under `.cairn/`
@@ -86,45 +89,83 @@ export const init: Command = {
   },
 };
 
-function verifyLines(ctx: Context, where: string, result: VerifyResult): void {
-  for (const h of result.corrupt) ctx.out.line(`corrupt ${where} ${h}`);
-  for (const h of result.missing) ctx.out.line(`missing ${where} ${h}`);
+/** One store's verify report, after the CLI's own checks. */
+interface VerifyReport extends VerifyResult {
+  /** Missing here but present in the other store: fetched on demand, not damage. */
+  readonly notFetched: readonly string[];
+  readonly repaired: readonly string[];
+  readonly unrepaired: ReadonlyArray<{ readonly hash: string; readonly reason: string }>;
+}
+
+function verifyLines(ctx: Context, where: string, r: VerifyReport): void {
+  const repaired = new Set(r.repaired);
+  for (const h of r.corrupt) ctx.out.line(`${repaired.has(h) ? 'repaired' : 'corrupt'} ${where} ${h}`);
+  for (const { hash, reason } of r.unrepaired) ctx.out.warn(`could not repair ${where} ${hash}: ${reason}`);
+  for (const h of r.missing) ctx.out.line(`missing ${where} ${h}`);
+  for (const { hash, problem } of r.invalid) ctx.out.line(`invalid ${where} ${hash}: ${problem}`);
   ctx.out.note(
-    `${where}: ${result.checked.toLocaleString('en-US')} objects (${formatBytes(result.bytes)}) re-hashed; ` +
-      `${result.corrupt.length} corrupt, ${result.missing.length} missing`,
+    `${where}: ${r.checked.toLocaleString('en-US')} objects (${formatBytes(r.bytes)}) re-hashed; ` +
+      `${r.corrupt.length} corrupt${r.repaired.length > 0 ? ` (${r.repaired.length} repaired)` : ''}, ${r.missing.length} missing, ${r.invalid.length} invalid` +
+      (r.notFetched.length > 0
+        ? `; ${r.notFetched.length.toLocaleString('en-US')} not fetched yet (the remote holds them; they are read on demand: not damage)`
+        : ''),
   );
 }
+
+/** Whether a report leaves anything wrong. */
+const stillWrong = (r: VerifyReport): boolean => r.corrupt.length > r.repaired.length || r.missing.length > 0 || r.invalid.length > 0;
 
 export const verify: Command = {
   name: 'verify',
   summary: 're-hash every object, local and remote; list corrupt ones (exit 5 if any)',
-  usage: 'verify [--local-only | --remote-only]',
+  usage: 'verify [--local-only | --remote-only] [--repair]',
   description: [
-    'Reads every object back and checks it against its hash, and checks that everything a ref',
-    'reaches is present. Prints "corrupt <where> <hash>" and "missing <where> <hash>" lines and',
-    'exits 5 if anything is wrong. Repair a corrupt local object by deleting it and pulling again.',
+    'Reads every object back and checks it against its hash, decodes every tree and chunk list a',
+    'ref reaches with the rules restore uses, and checks that everything a ref reaches is present.',
+    'Prints "corrupt <where> <hash>", "missing <where> <hash>" and "invalid <where> <hash>: why"',
+    'lines and exits 5 if anything is wrong. An object missing locally that the remote holds is',
+    'not damage (objects are fetched on demand after a pull): it is counted as "not fetched yet".',
+    '--repair replaces each corrupt object with the verified copy from the other store (delete,',
+    'then put again: the remote must allow deletes) and exits 5 only for what it could not repair.',
   ].join('\n'),
-  options: { 'local-only': { type: 'boolean' }, 'remote-only': { type: 'boolean' } },
-  optionHelp: { 'local-only': 'check only the local store', 'remote-only': 'check only the remote' },
-  examples: ['cairn verify', 'cairn verify --remote-only --json'],
+  options: { 'local-only': { type: 'boolean' }, 'remote-only': { type: 'boolean' }, repair: { type: 'boolean' } },
+  optionHelp: {
+    'local-only': 'check only the local store',
+    'remote-only': 'check only the remote',
+    repair: 'replace corrupt objects by the verified copy from the other store (needs delete rights)',
+  },
+  examples: ['cairn verify', 'cairn verify --remote-only --json', 'cairn verify --repair'],
   async run(ctx) {
     if (ctx.positionals.length > 0) throw new UsageError('verify takes no arguments');
     const localOnly = ctx.values['local-only'] === true;
     const remoteOnly = ctx.values['remote-only'] === true;
+    const repair = ctx.values.repair === true;
     if (localOnly && remoteOnly) throw new UsageError('give at most one of --local-only and --remote-only');
-    return withStores(ctx, { needRemote: remoteOnly }, async (stores) => {
-      const targets: Array<readonly [string, Store]> = [];
-      if (!remoteOnly) targets.push(['local', stores.local]);
-      if (!localOnly && stores.remote !== undefined) targets.push(['remote', stores.remote]);
-      const report: Record<string, VerifyResult> = {};
-      for (const [where, store] of targets) {
+    return withStores(ctx, { needRemote: remoteOnly || repair, write: repair }, async (stores) => {
+      const targets: Array<readonly [string, Store, Store | undefined]> = [];
+      if (!remoteOnly) targets.push(['local', stores.local, stores.remote]);
+      if (!localOnly && stores.remote !== undefined) targets.push(['remote', stores.remote, stores.local]);
+      const report: Record<string, VerifyReport> = {};
+      for (const [where, store, other] of targets) {
         const result = await verifyStore(store, { signal: ctx.signal, refFilter: userRef, onProgress: ctx.out.progress(`verify ${where}`, 'objects') });
         ctx.out.done();
-        verifyLines(ctx, where, result);
-        report[where] = result;
+        let missing = [...result.missing];
+        let notFetched: string[] = [];
+        if (where === 'local' && other !== undefined && missing.length > 0) {
+          const present = await other.hasMany(missing, { signal: ctx.signal });
+          notFetched = missing.filter((_, i) => present[i] === true);
+          missing = missing.filter((_, i) => present[i] !== true);
+        }
+        const fixed = repair && other !== undefined ? await repairObjects(store, other, result.corrupt, { signal: ctx.signal }) : { repaired: [], failed: [] };
+        const r: VerifyReport = { ...result, missing, notFetched, repaired: fixed.repaired, unrepaired: fixed.failed };
+        verifyLines(ctx, where, r);
+        report[where] = { ...r, ok: !stillWrong(r) };
       }
       const ok = Object.values(report).every((r) => r.ok);
       ctx.out.result({ ok, ...report });
+      if (!ok && !repair && Object.values(report).some((r) => r.corrupt.length > 0)) {
+        ctx.out.note('run "cairn verify --repair" to replace corrupt objects from the other store');
+      }
       return ok ? EXIT.ok : EXIT.corrupt;
     });
   },
@@ -151,13 +192,17 @@ function gcStatePath(config: ResolvedConfig, remote: boolean): string {
 export const gc: Command = {
   name: 'gc',
   summary: 'delete objects no ref reaches (dry run unless --force)',
-  usage: 'gc [--force] [--grace 1h] [--remote-store]',
+  usage: 'gc [--force] [--grace 1h] [--remote-store] [--allow-missing]',
   description: [
     'Lists every object that no ref reaches (a dry run: nothing is deleted). With --force (or --yes),',
     'deletes those that have been unreachable for at least the grace period, measured from the first',
     'gc run that saw them unreachable (state kept in the local directory). The grace period protects',
     'a snapshot being written by another process, whose objects exist before its ref does.',
     '--remote-store collects the remote instead, keeping what local or remote refs reach.',
+    'gc stops (exit 3) when an object a ref reaches is missing, since the parts of that snapshot that',
+    'survive would look like garbage (locally, objects the remote holds are fine: they are fetched on',
+    'demand); --allow-missing collects anyway. It stops (exit 5) on a corrupt or invalid tree.',
+    'gc also removes staging directories left by restores that were killed.',
   ].join('\n'),
   options: {
     force: { type: 'boolean' },
@@ -165,6 +210,7 @@ export const gc: Command = {
     'dry-run': { type: 'boolean', short: 'n' },
     grace: { type: 'string' },
     'remote-store': { type: 'boolean' },
+    'allow-missing': { type: 'boolean' },
   },
   optionHelp: {
     force: 'delete (default: dry run)',
@@ -172,6 +218,7 @@ export const gc: Command = {
     'dry-run': 'list only (the default)',
     grace: 'only delete objects unreachable for at least this long: 0, 30s, 10m, 1h, 7d (default 1h)',
     'remote-store': 'collect the remote store instead of the local one',
+    'allow-missing': 'collect even when an object a ref reaches is missing',
   },
   examples: ['cairn gc                      # list what would go', 'cairn gc --force --grace 0     # delete every unreachable object now'],
   async run(ctx) {
@@ -196,7 +243,13 @@ export const gc: Command = {
         }
       }
       const statePath = gcStatePath(stores.config, onRemote);
+      if (force) for (const path of await sweepDeadRestores(stores.config.dir)) ctx.out.note(`removed ${path}, left by a restore that was killed`);
+      // Locally, an object the remote holds is not lost: it is fetched on demand.
+      const remote = stores.remote;
+      const allowMissing =
+        ctx.values['allow-missing'] === true ? true : !onRemote && remote !== undefined ? (hs: readonly Hash[], o: AbortOptions) => remote.hasMany(hs, o) : false;
       const result = await collectGarbage(store, {
+        allowMissing,
         signal: ctx.signal,
         graceMs,
         state: await loadGcState(statePath),

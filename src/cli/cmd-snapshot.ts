@@ -4,7 +4,9 @@
  * @module
  */
 import { assertRefName } from '../ref-name.js';
-import { diffSnapshots } from '../snapshot/diff.js';
+import { resolve as resolvePath } from 'node:path';
+import { diffStream, type Change } from '../snapshot/diff.js';
+import { DEFAULT_LIMITS, type ExpandLimits } from '../snapshot/limits.js';
 import { assertRestoreTarget, restore as restoreTree } from '../snapshot/restore.js';
 import { snapshot as snapshotTree, statSnapshotDir } from '../snapshot/snapshot.js';
 import type { Command } from './command.js';
@@ -13,6 +15,34 @@ import { formatBytes } from './output.js';
 import { hashIfShaped, resolveHashOrRef } from './resolve.js';
 import { loadFileCache, saveFileCache } from './file-cache.js';
 import { withStores } from './stores.js';
+import type { Context } from './command.js';
+import { recordRestore } from './restore-records.js';
+import { parseCount } from './resolve.js';
+
+const LIMIT_HELP: Record<string, string> = {
+  'max-files': `refuse a snapshot that expands to more files and directories (default ${DEFAULT_LIMITS.maxFiles.toLocaleString('en-US')})`,
+  'max-depth': `refuse a snapshot more directories deep (default ${DEFAULT_LIMITS.maxDepth})`,
+};
+const LIMIT_OPTIONS_DIFF = { 'max-files': { type: 'string' }, 'max-depth': { type: 'string' } } as const;
+const LIMIT_OPTIONS_RESTORE = { ...LIMIT_OPTIONS_DIFF, 'max-bytes': { type: 'string' }, 'exact-modes': { type: 'boolean' } } as const;
+
+/** Parses a byte count: plain bytes, or with a binary unit (K, M, G, T; "KiB" and "KB" alike mean 1024). */
+export function parseSize(text: string, option: string): number {
+  const match = /^(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?$/i.exec(text.trim());
+  if (match === null) throw new UsageError(`--${option} ${JSON.stringify(text)} is not a size; use for example 1000000, 500M, 20G or 4T`);
+  const unit = 1024 ** ' kmgt'.indexOf((match[2] ?? '').toLowerCase() || ' ');
+  return Math.round(Number(match[1]) * unit);
+}
+
+/** The --max-* flags of restore and diff. */
+function parseLimits(ctx: Context): ExpandLimits {
+  const v = ctx.values;
+  return {
+    maxFiles: parseCount(v['max-files'] as string | undefined, 'max-files', DEFAULT_LIMITS.maxFiles),
+    maxDepth: parseCount(v['max-depth'] as string | undefined, 'max-depth', DEFAULT_LIMITS.maxDepth),
+    maxBytes: v['max-bytes'] === undefined ? DEFAULT_LIMITS.maxBytes : parseSize(v['max-bytes'] as string, 'max-bytes'),
+  };
+}
 
 /** Quotes a path for a one-line listing when it holds characters a terminal would mangle. */
 export function showPath(path: string): string {
@@ -70,22 +100,43 @@ export const snapshot: Command = {
 export const restore: Command = {
   name: 'restore',
   summary: 'write a snapshot into a new or empty directory',
-  usage: 'restore <hash|ref> <dir>',
+  usage: 'restore <hash|ref> <dir> [--max-files N] [--max-bytes SIZE] [--max-depth N] [--exact-modes]',
   description: [
     'Recreates the tree byte for byte with file modes and symlinks. Objects missing locally are',
     'read from the remote. The tree is built beside <dir> and moved into place when complete, so',
-    'an error or Ctrl-C leaves nothing half-written.',
+    'an error or Ctrl-C leaves nothing half-written; a build left by a killed restore is swept by',
+    'the next restore into the same place (and by "cairn gc"). The snapshot is measured first and',
+    'refused (exit 7) if it expands past the limits, so a crafted snapshot cannot fill the disk.',
+    "Modes get the user's umask, as tar does, unless --exact-modes.",
   ].join('\n'),
-  examples: ['cairn restore snapshots/photos ./photos-copy', 'cairn restore sha256:9f86d0… /tmp/out'],
+  options: LIMIT_OPTIONS_RESTORE,
+  optionHelp: {
+    ...LIMIT_HELP,
+    'max-bytes': `refuse a snapshot of more file content than this: 500G, 4T (default ${formatBytes(DEFAULT_LIMITS.maxBytes)})`,
+    'exact-modes': 'apply modes exactly as stored (default: clear the bits the umask clears)',
+  },
+  examples: ['cairn restore snapshots/photos ./photos-copy', 'cairn restore sha256:9f86d0… /tmp/out --max-files 50000000'],
   async run(ctx) {
     if (ctx.positionals.length !== 2) throw new UsageError('expected a snapshot and a directory; usage: cairn restore <hash|ref> <dir>');
     const [which, dir] = ctx.positionals as [string, string];
     hashIfShaped(which);
+    const limits = parseLimits(ctx);
     await assertRestoreTarget(dir);
     return withStores(ctx, {}, async (stores) => {
       const root = await resolveHashOrRef(stores.main, which, ctx.signal);
       const started = Date.now();
-      const result = await restoreTree(stores.main, root, dir, { signal: ctx.signal, onProgress: ctx.out.progress('restore') });
+      const done = await recordRestore(stores.config.dir, resolvePath(dir));
+      let result;
+      try {
+        result = await restoreTree(stores.main, root, dir, {
+          ...limits,
+          exactModes: ctx.values['exact-modes'] === true,
+          signal: ctx.signal,
+          onProgress: ctx.out.progress('restore'),
+        });
+      } finally {
+        await done();
+      }
       ctx.out.done();
       const seconds = (Date.now() - started) / 1000;
       ctx.out.note(
@@ -100,18 +151,31 @@ export const restore: Command = {
 export const diff: Command = {
   name: 'diff',
   summary: 'list what changed between two snapshots',
-  usage: 'diff <a> <b>',
-  description: 'Prints one line per change: "+ path" added, "- path" removed, "M path" modified, "m path" mode changed.',
+  usage: 'diff <a> <b> [--max-files N] [--max-depth N]',
+  description: [
+    'Prints one line per change: "+ path" added, "- path" removed, "M path" modified, "m path" mode changed.',
+    'Lines are printed as they are found. A diff listing more than --max-files changes, or walking deeper',
+    'than --max-depth, stops with exit 7.',
+  ].join('\n'),
+  options: LIMIT_OPTIONS_DIFF,
+  optionHelp: { 'max-files': LIMIT_HELP['max-files']!.replace('a snapshot that expands to', 'after listing'), 'max-depth': LIMIT_HELP['max-depth']! },
   examples: ['cairn diff snapshots/monday snapshots/tuesday'],
   async run(ctx) {
     if (ctx.positionals.length !== 2) throw new UsageError('expected two snapshots; usage: cairn diff <a> <b>');
     ctx.positionals.forEach(hashIfShaped);
+    parseLimits(ctx);
     return withStores(ctx, {}, async (stores) => {
       const a = await resolveHashOrRef(stores.main, ctx.positionals[0]!, ctx.signal);
       const b = await resolveHashOrRef(stores.main, ctx.positionals[1]!, ctx.signal);
-      const changes = await diffSnapshots(stores.main, a, b, { signal: ctx.signal });
       const mark = { added: '+', removed: '-', modified: 'M', mode: 'm' } as const;
-      for (const c of changes) ctx.out.line(`${mark[c.change]} ${showPath(c.path)}${c.kind === 'dir' ? '/' : ''}`);
+      // Text is printed as found; --json needs the whole list (bounded by --max-files).
+      const changes: Change[] = [];
+      let listed = 0;
+      for await (const c of diffStream(stores.main, a, b, { ...parseLimits(ctx), signal: ctx.signal })) {
+        if (ctx.out.json) changes.push(c);
+        else ctx.out.line(`${mark[c.change]} ${showPath(c.path)}${c.kind === 'dir' ? '/' : ''}`);
+        if (++listed % 256 === 0) await ctx.out.drained();
+      }
       ctx.out.result({ a: a.toString(), b: b.toString(), changes });
       return EXIT.ok;
     });

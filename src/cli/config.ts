@@ -106,8 +106,24 @@ function envFlag(value: string | undefined): boolean | undefined {
   return /^(1|true|yes|on)$/i.test(value);
 }
 
+/**
+ * Refuses a URL with a user name or password in it (`http://KEY:SECRET@host`):
+ * it would be saved in config files and shown in messages. The message
+ * never repeats what came before the "@".
+ */
+function refuseCredentials(url: string, what: string): void {
+  if (!/^[a-z][a-z0-9+.-]*:\/\/[^/?#]*@/i.test(url)) return;
+  throw new UsageError(
+    `the ${what} holds a user name or password (before "@"); remove it: Cairn never takes credentials in URLs, ` +
+      'since they would be saved and printed. Give S3 credentials through the AWS environment variables ' +
+      '(AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY) or a profile (AWS_PROFILE)',
+  );
+}
+
 /** Parses a remote URL (with options) into a target; a bad URL is a {@link UsageError} that shows the accepted forms. */
 export function parseRemote(remote: RemoteConfig): RemoteTarget {
+  refuseCredentials(remote.url, 'remote URL');
+  if (remote.endpoint !== undefined) refuseCredentials(remote.endpoint, 'S3 endpoint URL');
   const url = remote.url;
   const forms = 'use file:///absolute/path or s3://bucket/prefix';
   if (url.startsWith('file:')) {

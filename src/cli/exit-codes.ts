@@ -23,6 +23,8 @@ export const EXIT = {
   corrupt: 5,
   /** The remote refused access or could not be reached (credentials, permissions, network). */
   remote: 6,
+  /** A limit was exceeded (snapshot too large or too deep, name too long); the message names the flag that raises it. */
+  limit: 7,
   /** Stopped by Ctrl-C (SIGINT) or SIGTERM; nothing was left half-written. */
   interrupted: 130,
 } as const;
@@ -51,6 +53,8 @@ export function exitCodeOf(error: unknown): number {
       return EXIT.corrupt;
     case 'ERR_PERMISSION':
       return EXIT.remote;
+    case 'ERR_LIMIT_EXCEEDED':
+      return EXIT.limit;
     case 'ERR_ABORTED':
       return EXIT.interrupted;
     case 'ERR_BACKEND':
@@ -60,8 +64,13 @@ export function exitCodeOf(error: unknown): number {
   }
 }
 
-/** The error as one line: newlines flattened, never a stack. */
+/** The error as one line: newlines flattened, never a stack, credentials in URLs masked. */
 export function oneLine(error: unknown): string {
   const message = error instanceof Error ? error.message : String(error);
-  return message.replace(/\s*\n\s*/g, ' ').trim() || 'unknown error';
+  return redactUrls(message.replace(/\s*\n\s*/g, ' ').trim()) || 'unknown error';
+}
+
+/** Masks the user name and password of every URL in `text` (`http://KEY:SECRET@host` becomes `http://***@host`). */
+export function redactUrls(text: string): string {
+  return text.replace(/\b([a-z][a-z0-9+.-]*:\/\/)[^\s/@"']*@/gi, '$1***@');
 }

@@ -22,7 +22,7 @@ import { ref } from './cmd-refs.js';
 import { diff, restore, snapshot } from './cmd-snapshot.js';
 import { pull, push, status, sync } from './cmd-sync.js';
 import { GLOBAL_HELP, GLOBAL_OPTIONS, type Command, type OptionSpecs } from './command.js';
-import { EXIT, exitCodeOf, oneLine, UsageError } from './exit-codes.js';
+import { EXIT, exitCodeOf, oneLine, redactUrls, UsageError } from './exit-codes.js';
 import { Output } from './output.js';
 
 /** Every command, in the order `cairn --help` lists them. */
@@ -81,7 +81,8 @@ function mainHelp(): string {
     '  cairn restore snapshots/docs /tmp/docs-copy',
     '',
     '"cairn <command> --help" shows each command\'s options and an example.',
-    'Exit codes: 0 ok, 1 failed, 2 usage, 3 not found, 4 conflict, 5 corrupt data, 6 remote unreachable or access denied, 130 interrupted.',
+    'Exit codes: 0 ok, 1 failed, 2 usage, 3 not found, 4 conflict, 5 corrupt data, 6 remote unreachable or access denied,',
+    '7 limit exceeded, 130 interrupted.',
     '',
   ].join('\n');
 }
@@ -115,7 +116,7 @@ export async function runCli(argv: readonly string[], env: NodeJS.ProcessEnv = p
     } else {
       process.stderr.write(`cairn: ${label}: ${oneLine(error)}\n`);
     }
-    if (env.CAIRN_DEBUG === '1' && error instanceof Error) process.stderr.write(`${error.stack ?? ''}\n`);
+    if (env.CAIRN_DEBUG === '1' && error instanceof Error) process.stderr.write(`${redactUrls(error.stack ?? '')}\n`);
     return code;
   };
   if (command === undefined) {
@@ -152,7 +153,24 @@ export async function runCli(argv: readonly string[], env: NodeJS.ProcessEnv = p
   }
 }
 
+/**
+ * The AWS SDK warns on every S3 command when Node is older than it will
+ * soon require (`process.emitWarning` with a message that starts
+ * "NodeVersionSupportWarning"): eight lines on stderr, even with `-q` and
+ * `--json`. The CLI prints only its own words (the README gives the Node
+ * advice), so that one warning, and only it, is dropped.
+ */
+export function filterSdkNodeWarning(): void {
+  const original = process.emitWarning.bind(process);
+  process.emitWarning = ((warning: string | Error, ...rest: unknown[]): void => {
+    const text = typeof warning === 'string' ? warning : warning.message;
+    if (text.startsWith('NodeVersionSupportWarning')) return;
+    (original as (w: string | Error, ...r: unknown[]) => void)(warning, ...rest);
+  }) as typeof process.emitWarning;
+}
+
 async function runAsProgram(): Promise<void> {
+  filterSdkNodeWarning();
   const controller = new AbortController();
   // Every concurrent request listens on this one signal; the default cap of 10 would only print warnings.
   setMaxListeners(0, controller.signal);

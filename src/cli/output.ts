@@ -76,6 +76,16 @@ export class Output {
     this.#stderr.write(`cairn: warning: ${text}\n`);
   }
 
+  /**
+   * Waits until stdout has room (a slow reader applies backpressure, so a
+   * long listing does not pile up in memory) and lets signals in.
+   */
+  async drained(): Promise<void> {
+    const out = this.#stdout as NodeJS.WritableStream & { writableNeedDrain?: boolean };
+    if (out.writableNeedDrain === true) await new Promise((resolve) => out.once('drain', resolve));
+    else await new Promise((resolve) => setImmediate(resolve));
+  }
+
   /** The raw stdout, for `cat`. */
   get stdout(): NodeJS.WritableStream {
     return this.#stdout;

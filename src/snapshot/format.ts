@@ -24,7 +24,10 @@
  * `mode` is the permission bits (`0o777` mask, as a decimal number).
  * Modification times, owners and extended attributes are not stored, so an
  * unchanged tree always snapshots to the same root hash. Names must be valid
- * UTF-8 (any character but `/` and NUL, including spaces and newlines).
+ * UTF-8 (any character but `/` and NUL, including spaces and newlines), and
+ * so must symlink targets: `snapshot` refuses a name or link target that is
+ * not valid UTF-8 (with {@link InvalidArgumentError}) rather than store a
+ * replacement character, so two different trees never hash equal.
  * Sockets, FIFOs and devices are skipped and reported.
  *
  * Decoding is strict: a tree read back must be canonical, and an entry
@@ -34,7 +37,7 @@
  *
  * @module
  */
-import { CorruptStoreError } from '../errors.js';
+import { CorruptStoreError, type InvalidArgumentError } from '../errors.js';
 import type { Hash } from '../hash.js';
 import { parseHash } from '../hash.js';
 
@@ -171,6 +174,8 @@ function hashField(value: unknown, hash: Hash | undefined, what: string): Hash {
   }
 }
 
+/** Text that survives a UTF-8 round trip (no lone surrogates), so that it is written to disk as it reads. */
+const isUnicode = (text: string): boolean => Buffer.from(text, 'utf8').toString('utf8') === text;
 const isSize = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
 const isMode = (v: unknown): v is number => typeof v === 'number' && Number.isInteger(v) && v >= 0 && v <= MODE_MASK;
 
@@ -209,7 +214,7 @@ export function decodeTree(bytes: Uint8Array, hash?: Hash): TreeEntry[] {
     previous = name;
     if (e.type === 'dir' && isMode(e.mode)) {
       entries.push({ name, type: 'dir', mode: e.mode, hash: hashField(e.hash, hash, `entry ${JSON.stringify(name)}`) });
-    } else if (e.type === 'symlink' && typeof e.target === 'string' && e.target !== '' && !e.target.includes('\0')) {
+    } else if (e.type === 'symlink' && typeof e.target === 'string' && e.target !== '' && !e.target.includes('\0') && isUnicode(e.target)) {
       entries.push({ name, type: 'symlink', target: e.target });
     } else if (e.type === 'file' && isMode(e.mode) && isSize(e.size) && (e.hash === undefined) !== (e.chunks === undefined)) {
       const at = `entry ${JSON.stringify(name)}`;

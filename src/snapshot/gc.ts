@@ -3,8 +3,11 @@
  *
  * An object is **reachable** when a ref names it, or a reachable tree or
  * chunk list names it. Ref targets are read to see whether they are trees
- * (a ref may also name a plain object from `cairn put`); anything that is
- * not a well-formed tree or chunk list is a leaf. Chunks are never read.
+ * (a ref may also name a plain object from `cairn put`, a leaf). An object
+ * that starts like a tree or chunk list but does not decode by the rules
+ * restore uses is **invalid**: reported, never taken for a leaf, since what
+ * it names is unknown. Each distinct object is read once, so a tree that
+ * names one subtree a million times costs one read. Chunks are never read.
  *
  * **Grace period.** The Store contract has no object timestamps, so the
  * age of an object is measured from when gc first saw it unreachable: each
@@ -17,8 +20,8 @@
  * @module
  */
 import { throwIfAborted, type AbortOptions } from '../abort.js';
-import { IntegrityError, NotFoundError } from '../errors.js';
-import type { Hash } from '../hash.js';
+import { CorruptStoreError, IntegrityError, NotFoundError } from '../errors.js';
+import { parseHash, type Hash } from '../hash.js';
 import type { Store } from '../store.js';
 import { CHUNKS_TAG, decodeChunkList, decodeTree, looksLike, TREE_TAG } from './format.js';
 import { forEachLimit, type ProgressListener } from './progress.js';
@@ -31,6 +34,8 @@ export interface Reachability {
   readonly missing: Set<string>;
   /** Trees or chunk lists that could not be read because their bytes are corrupt (their children are unknown). */
   readonly corrupt: Set<string>;
+  /** Objects that look like trees or chunk lists but do not decode (duplicate names, `..`, bad modes), with why. */
+  readonly invalid: Map<string, string>;
 }
 
 /** Options of {@link reachableFrom}. */
@@ -62,6 +67,7 @@ export async function reachableFrom(store: Store, roots: readonly Hash[], option
   const reachable = new Set<string>();
   const missing = new Set<string>();
   const corrupt = new Set<string>();
+  const invalid = new Map<string, string>();
   const signal = options.signal;
   const leaves: Hash[] = [];
   // Each round reads one level of objects that may have children (trees, chunk lists, ref targets).
@@ -99,8 +105,9 @@ export async function reachableFrom(store: Store, roots: readonly Hash[], option
         let entries;
         try {
           entries = decodeTree(bytes, hash);
-        } catch {
-          return; // not a tree after all: a leaf that happens to look like one
+        } catch (error) {
+          invalid.set(hash.toString(), (error as Error).message);
+          return;
         }
         for (const e of entries) {
           if (e.type === 'dir') enqueue(e.hash, true);
@@ -110,8 +117,8 @@ export async function reachableFrom(store: Store, roots: readonly Hash[], option
       } else if (looksLike(bytes, CHUNKS_TAG)) {
         try {
           for (const [chunk] of decodeChunkList(bytes, hash).chunks) enqueue(chunk, false);
-        } catch {
-          return;
+        } catch (error) {
+          invalid.set(hash.toString(), (error as Error).message);
         }
       }
     });
@@ -126,7 +133,7 @@ export async function reachableFrom(store: Store, roots: readonly Hash[], option
   } else {
     for (const leaf of leaves) reachable.add(leaf.toString());
   }
-  return { reachable, missing, corrupt };
+  return { reachable, missing, corrupt, invalid };
 }
 
 /** When gc first saw each unreachable object, in ms since the epoch, by hash text. Persist it between runs. */
@@ -160,6 +167,14 @@ export interface GcOptions extends AbortOptions {
    * @default every ref
    */
   refFilter?: ((name: string) => boolean) | undefined;
+  /**
+   * Collect even when an object a ref reaches is missing (what it names is
+   * unknown, so its surviving children would be listed as garbage). Or a
+   * function that says which missing objects are fine (say, present in the
+   * remote a layered store reads through).
+   * @default false
+   */
+  allowMissing?: boolean | ((missing: readonly Hash[], options: AbortOptions) => Promise<boolean[]>) | undefined;
   /** The clock, for tests. @default Date.now */
   now?: (() => number) | undefined;
   onProgress?: ProgressListener | undefined;
@@ -203,8 +218,16 @@ export async function collectGarbage(store: Store, options: GcOptions = {}): Pro
   for await (const ref of store.listRefs('', { signal })) {
     if (options.refFilter === undefined || options.refFilter(ref.name)) roots.push(ref.hash);
   }
-  const { reachable, corrupt } = await reachableFrom(store, roots, { signal });
+  const { reachable, corrupt, invalid, missing } = await reachableFrom(store, roots, { signal });
   for (const hash of options.keep ?? []) reachable.add(hash.toString());
+  if (invalid.size > 0) {
+    const [first, why] = [...invalid][0]!;
+    throw new CorruptStoreError(
+      `gc stopped: ${invalid.size} reachable tree(s) or chunk list(s) do not decode (first ${first}: ${why}); run "cairn verify" and repair before collecting garbage`,
+      { key: first },
+    );
+  }
+  await assertNothingMissing(missing, options);
   if (corrupt.size > 0) {
     // What a corrupt tree names is unknown, so nothing can be proven unreachable.
     throw new IntegrityError(
@@ -245,4 +268,20 @@ export async function collectGarbage(store: Store, options: GcOptions = {}): Pro
     deleted,
     state,
   };
+}
+
+async function assertNothingMissing(missing: Set<string>, options: GcOptions): Promise<void> {
+  if (missing.size === 0 || options.allowMissing === true) return;
+  let still = [...missing].sort();
+  if (typeof options.allowMissing === 'function') {
+    const ok = await options.allowMissing(still.map((h) => parseHash(h)), { signal: options.signal });
+    still = still.filter((_, i) => ok[i] !== true);
+  }
+  if (still.length === 0) return;
+  throw new NotFoundError(
+    `gc stopped: ${still.length} object(s) a ref reaches are missing (first ${still[0]}), so what they name is unknown and ` +
+      'their surviving parts would look like garbage; restore them (push or pull again), delete the refs that need them, ' +
+      'or pass --allow-missing to collect anyway',
+    { key: still[0] },
+  );
 }

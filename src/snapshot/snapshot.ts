@@ -213,11 +213,20 @@ export async function snapshot(store: Store, dir: string, options: SnapshotOptio
         files.push(file);
         totalBytes += st.size;
       } else if (st.isSymbolicLink()) {
-        let target: string;
+        let raw: Buffer;
         try {
-          target = await readlink(path);
+          raw = await readlink(path, { encoding: 'buffer' });
         } catch (error) {
           throw fsError(error, path, 'read link');
+        }
+        // Stored as text: bytes that are not UTF-8 would be replaced, and two different trees would hash equal.
+        const target = validName(raw);
+        if (target === undefined) {
+          throw new InvalidArgumentError(
+            `cannot snapshot ${JSON.stringify(path)}: it is a symbolic link whose target is not valid UTF-8 ` +
+              `(${JSON.stringify(raw.toString('utf8').slice(0, 60))}); point it at a UTF-8 path or move it out of the tree`,
+            { key: path },
+          );
         }
         node.children.push({ kind: 'symlink', name, target });
         symlinks++;

@@ -42,7 +42,13 @@ export interface VerifyResult {
   readonly corrupt: readonly string[];
   /** Objects reachable from a ref but absent, sorted. */
   readonly missing: readonly string[];
-  /** True when nothing is corrupt or missing. */
+  /**
+   * Reachable trees and chunk lists that do not decode by the rules restore
+   * uses (duplicate or unsorted names, `..`, bad modes, sizes that do not
+   * add up), sorted by hash, each with why. Restore would refuse them.
+   */
+  readonly invalid: ReadonlyArray<{ readonly hash: string; readonly problem: string }>;
+  /** True when nothing is corrupt, missing or invalid. */
   readonly ok: boolean;
 }
 
@@ -77,15 +83,18 @@ export async function verifyStore(store: Store, options: VerifyOptions = {}): Pr
     report();
   });
   let missing: string[] = [];
+  let invalid: Array<{ hash: string; problem: string }> = [];
   if (options.checkRefs !== false) {
     const roots: Hash[] = [];
     for await (const ref of store.listRefs('', { signal })) {
       if (options.refFilter === undefined || options.refFilter(ref.name)) roots.push(ref.hash);
     }
     // Corrupt trees were reported above; what they name cannot be checked.
-    missing = [...(await reachableFrom(store, roots, { signal, checkLeaves: true })).missing];
+    const reach = await reachableFrom(store, roots, { signal, checkLeaves: true });
+    missing = [...reach.missing];
+    invalid = [...reach.invalid].sort(([a], [b]) => (a < b ? -1 : 1)).map(([hash, problem]) => ({ hash, problem }));
   }
   corrupt.sort();
   missing.sort();
-  return { checked, bytes, corrupt, missing, ok: corrupt.length === 0 && missing.length === 0 };
+  return { checked, bytes, corrupt, missing, invalid, ok: corrupt.length === 0 && missing.length === 0 && invalid.length === 0 };
 }

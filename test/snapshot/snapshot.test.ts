@@ -160,8 +160,8 @@ describe('snapshot and restore', () => {
     for (const target of [root, parent]) {
       await expect(restore(store, target, join(work, 'out', 'deep'))).rejects.toBeInstanceOf(CorruptStoreError);
     }
-    expect(await readdir(work)).toEqual(['out']);
-    expect(await readdir(join(work, 'out'))).toEqual([]);
+    // Refused while measuring, before even the target's parent is made.
+    expect(await readdir(work)).toEqual([]);
   });
 
   it('refuses unsorted or duplicate entries (a tree must be canonical)', () => {
