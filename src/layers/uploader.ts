@@ -186,7 +186,6 @@ export class BatchUploader extends EventEmitter<UploaderEvents> {
   #waitingHead = 0;
   readonly #spaceWaiters: SpaceWaiter[] = [];
   readonly #failed = new Map<string, UploadFailure & { item: UploadItem }>();
-  #tasks = 0;
   #pendingBytes = 0;
   #closed = false;
 
@@ -436,16 +435,18 @@ export class BatchUploader extends EventEmitter<UploaderEvents> {
     return this.#waiting.length - this.#waitingHead;
   }
 
+  /**
+   * Starts drains while work waits and fewer than `concurrency` run. The queue's own counts are the
+   * bound: `add` starts a drain synchronously when a slot is free (`pending`), and one added while
+   * none is free waits in the queue (`size`), so no drain is added beyond `concurrency`. A drain
+   * ends when nothing waits; the pump after it picks up work enqueued while it was finishing.
+   */
   #pump(): void {
-    while (!this.#closed && this.#waitingCount > 0 && this.#tasks < this.#concurrency) {
-      this.#tasks++;
+    while (!this.#closed && this.#waitingCount > 0 && this.#queue.pending + this.#queue.size < this.#concurrency) {
       void this.#queue
         .add(() => this.#drain())
         .catch(() => {})
-        .finally(() => {
-          this.#tasks--;
-          this.#pump();
-        });
+        .finally(() => this.#pump());
     }
   }
 
