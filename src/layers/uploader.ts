@@ -37,6 +37,7 @@ import {
 import { Hash, hashBytes, type HashAlgorithm } from '../hash.js';
 import type { Store } from '../store.js';
 import { integerOption, storeOption } from './options.js';
+import { checkRemoteCopies, checkRemoteCopy } from './remote-copy.js';
 import { isTransient } from './transient.js';
 
 /** One object to upload. Give `bytes`, or omit them to have the uploader read them from `source` when their turn comes. */
@@ -47,7 +48,12 @@ export interface UploadItem {
   readonly size: number;
   /** The bytes, held until uploaded. Omitted: read from the uploader's `source` at upload time. */
   readonly bytes?: Uint8Array | undefined;
-  /** Ask the remote (`hasMany`) before uploading: for objects it may already have. @default false */
+  /**
+   * Ask the remote (`hasMany`) before uploading: for objects it may already have. A copy the remote
+   * has is read back and hashed before the object counts as done; a damaged one fails the object
+   * with an {@link IntegrityError} (a put cannot replace it: see `cairn verify --repair`).
+   * @default false
+   */
   readonly checkRemote?: boolean | undefined;
 }
 
@@ -513,8 +519,16 @@ export class BatchUploader extends EventEmitter<UploaderEvents> {
     const signal = this.#signal;
     const { hash } = entry.item;
     if (await this.#remote.has(hash, { signal })) {
-      this.#settle(entry, undefined, 'skipped');
-      return;
+      // Present is not enough: the remote's bytes are read back before this upload counts as done.
+      const state = await checkRemoteCopy(this.#remote, hash, entry.item.size, { signal });
+      if (state === 'intact') {
+        this.#settle(entry, undefined, 'skipped');
+        return;
+      }
+      if (state !== 'missing') {
+        this.#settle(entry, state);
+        return;
+      }
     }
     const stored = await this.#remote.put(this.#source!.getStream(hash, { signal }), { algorithm: hash.algorithm, signal });
     if (!stored.equals(hash)) throw mismatch(hash, stored);
@@ -530,9 +544,18 @@ export class BatchUploader extends EventEmitter<UploaderEvents> {
         toCheck.map((e) => e.item.hash),
         { signal },
       );
-      const skip = new Set(toCheck.filter((_, i) => present[i]));
-      for (const entry of skip) this.#settle(entry, undefined, 'skipped');
-      todo = todo.filter((e) => !skip.has(e));
+      // Present is not enough: each copy the remote has is read back and hashed (see remote-copy.ts).
+      // An intact one is skipped, a damaged one fails alone (a put cannot replace it), one gone since is uploaded.
+      const found = toCheck.filter((_, i) => present[i]);
+      const states = await checkRemoteCopies(this.#remote, found.map((e) => e.item), { signal });
+      const settled = new Set<Entry>();
+      found.forEach((entry, i) => {
+        const state = states[i]!;
+        if (state === 'missing') return;
+        settled.add(entry);
+        this.#settle(entry, state === 'intact' ? undefined : state, 'skipped');
+      });
+      todo = todo.filter((e) => !settled.has(e));
     }
     const bytes = await this.#bytesOf(todo);
     // putMany takes one algorithm per call.

@@ -1,41 +1,13 @@
 /**
- * The layered store: a fast local store (upper) over a shared remote one
- * (lower), with write-back uploads and explicit, conflict-checked ref sync.
- *
- * - **Objects** are written to the upper store and uploaded to the lower
- *   one in the background by a {@link BatchUploader}. Which objects still
- *   need uploading is recorded in the upper store itself (see `journal.ts`)
- *   before a put resolves, so a crash loses nothing: reopening resumes the
- *   uploads. Reads try the upper store, then the lower one, and copy what
- *   they find below into the upper store.
- * - **Refs** are local: reads and writes go to the upper store only. They
- *   reach the lower store through {@link LayeredStore.push}, which first
- *   uploads every pending object, so a remote ref never names an object the
- *   remote lacks, then advances each remote ref by compare-and-swap from the
- *   value last seen there. That value is kept per ref under
- *   `.cairn/remote/<name>` in the upper store, like git's remote-tracking
- *   refs; a remote ref that moved since is reported as a conflict and left
- *   alone. {@link LayeredStore.pull} is the mirror image.
- *
- * Everything the layer keeps for itself lives under the reserved ref prefix
- * `.cairn/`, which the layered store hides from listings and refuses as a
- * ref name. One layered store should own an upper store at a time.
- *
- * Costs: a put is the upper store's put plus one journal ref write
- * (concurrent puts share one; written first, so the object's hash is
- * computed here too), and waits only when the uploader already
- * holds `maxPendingBytes` (backpressure). A put whose signal fires while it
- * waits for room rejects with {@link AbortError}, but its object is already
- * stored and journaled: it will be uploaded by the next flush or push.
- *
- * This file is the store itself; it delegates write-back to `write-back.ts`
- * and ref sync to `ref-sync.ts`.
+ * The layered store itself (see `../layered.ts` for the design): object
+ * calls and local refs, delegating write-back to `write-back.ts`, reads to
+ * `read-through.ts`, and push, pull and status to `ref-sync.ts`.
  *
  * @module
  */
 import { EventEmitter } from 'node:events';
 import { throwIfAborted, type AbortOptions } from '../../abort.js';
-import { type AbortError, ClosedError, InvalidArgumentError } from '../../errors.js';
+import { ClosedError, type IntegrityError, InvalidArgumentError } from '../../errors.js';
 import type { Hash } from '../../hash.js';
 import { assertObjectSource, isBytes, toHash } from '../../object-io.js';
 import { assertRefPrefix } from '../../ref-name.js';
@@ -266,6 +238,15 @@ export class LayeredStore extends EventEmitter<LayeredEvents> implements Store {
    * ref that moved meanwhile is reported in `conflicts` with both values
    * and is not overwritten: pull, reconcile, push again. A ref deleted
    * locally is deleted remotely the same way.
+   *
+   * Push does not take the lower store's word that it has an object: where
+   * an upload is skipped because the lower store answers "present" (objects
+   * of `checkRemoteMinBytes` or more, and each changed ref's own object), the
+   * copy is read back and hashed first. If it is damaged, push rejects with
+   * an {@link IntegrityError} naming the object, before any ref is
+   * published; the object stays pending. A put cannot replace the damaged
+   * copy: delete it from the lower store (`cairn verify --repair` does, with
+   * delete rights) and push again.
    *
    * @example
    * ```ts

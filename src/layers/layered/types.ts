@@ -26,9 +26,14 @@ export interface LayeredOptions extends Omit<BatchUploaderOptions, 'source' | 's
    * Objects at least this large are looked for in the lower store
    * (`hasMany`, one batched check) before being uploaded, so that bytes the
    * remote already has (a re-put, a resumed upload, content shared with
-   * another writer) are not sent again. Smaller ones are simply uploaded:
-   * for them a put costs about what the check costs, and a put of bytes
-   * already present is a no-op.
+   * another writer) are not sent again. A copy the lower store says it has
+   * is read back and hashed before it counts as uploaded: damaged bytes fail
+   * `flush` and `push` with an `IntegrityError` naming the object (a put
+   * cannot replace them; delete the copy, as `cairn verify --repair` does,
+   * and push again). Smaller objects are simply uploaded: for them a put
+   * costs about what the check costs, and a put of bytes already present is
+   * a no-op, so their remote copies are not checked; give `0` to check every
+   * object (one `hasMany` per batch more).
    * @default 65536
    */
   checkRemoteMinBytes?: number | undefined;

@@ -13,6 +13,7 @@ import { createHasher, hashBytes, type Hash } from '../../hash.js';
 import { chunksOf } from '../../object-io.js';
 import type { ObjectSource, PutOptions, Store } from '../../store.js';
 import { PendingJournal, type PendingObject } from '../journal.js';
+import { isDamagedRemoteCopy } from '../remote-copy.js';
 import { withRetry } from '../transient.js';
 import { BatchUploader, type BatchUploaderOptions, type UploadFailure } from '../uploader.js';
 import { errorMessage, verifyStored } from './names.js';
@@ -315,8 +316,13 @@ export class WriteBack {
   }
 }
 
-/** The error flush and push reject with when an object could not be uploaded. */
+/**
+ * The error flush and push reject with when an object could not be uploaded: a damaged remote copy
+ * as its own {@link IntegrityError} (retrying cannot help: it needs a repair), anything else as a
+ * retryable {@link BackendError}.
+ */
 function uploadFailed(failure: UploadFailure): Error {
+  if (isDamagedRemoteCopy(failure.error)) return failure.error;
   return new BackendError(
     `could not upload ${failure.hash.toString()} to the lower store: ${failure.error.message}; it stays pending, push again to retry`,
     { key: failure.hash.toString(), cause: failure.error, retryable: true },
