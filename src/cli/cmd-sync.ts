@@ -3,11 +3,11 @@
  *
  * @module
  */
-import { ConflictError, IntegrityError } from '../errors.js';
+import { ConflictError } from '../errors.js';
 import type { Hash } from '../hash.js';
 import type { PullResult, PushResult } from '../layers/layered.js';
 import { PendingJournal } from '../layers/journal.js';
-import { checkRemoteCopies } from '../layers/remote-copy.js';
+import { stillNeeded } from '../layers/remote-copy.js';
 import { reachableFrom } from '../snapshot/gc.js';
 import { forEachLimit } from '../snapshot/progress.js';
 import type { Store } from '../store.js';
@@ -35,7 +35,7 @@ async function* reachableObjects(root: Hash, store: Store): AsyncIterable<string
  * `remote-state.ts`). Checks `hasMany` in batches; an object the remote
  * already has is not uploaded but read back and hashed (this runs once per
  * remote, or on `--all`), and a damaged copy fails the push with
- * {@link IntegrityError} before any ref is published. Lists the local store rather
+ * an `IntegrityError` (exit 5) before any ref is published. Lists the local store rather
  * than walking refs: that covers objects a ref may name later too, and
  * needs no tree to be present locally. Returns how many were checked and uploaded.
  */
@@ -51,12 +51,7 @@ async function uploadLocalMissing(ctx: Context, stores: Stores): Promise<{ check
     const present = await remote.hasMany(batch, { signal: ctx.signal });
     // What the remote says it has is read back and hashed first: a push must not make a backup depend
     // on bytes nobody checked. A damaged copy stops the push before any ref is published (exit 5).
-    const found = batch.filter((_, k) => present[k] === true);
-    const states = await checkRemoteCopies(remote, found.map((hash) => ({ hash })), { signal: ctx.signal });
-    const damaged = states.find((state) => state instanceof IntegrityError);
-    if (damaged !== undefined) throw damaged;
-    const gone = new Set(found.filter((_, k) => states[k] === 'missing'));
-    const missing = batch.filter((hash, k) => present[k] !== true || gone.has(hash));
+    const missing = await stillNeeded(remote, batch, present, { signal: ctx.signal });
     await forEachLimit(missing, 8, async (hash) => {
       const bytesOf = async function* (source: AsyncIterable<Uint8Array>): AsyncIterable<Uint8Array> {
         for await (const chunk of source) {

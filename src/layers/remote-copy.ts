@@ -103,3 +103,29 @@ export async function checkRemoteCopies(
   await Promise.all(Array.from({ length: workers }, worker));
   return results;
 }
+
+/**
+ * Of `hashes` (with `present` as the remote's `hasMany` answered), those the
+ * remote still needs: the ones it lacks, and the ones it said it had but no
+ * longer has on read. Every copy it has is read back and hashed first; a
+ * damaged one is thrown (see {@link damagedRemoteCopy}).
+ *
+ * @example
+ * ```ts
+ * const present = await remote.hasMany(batch);
+ * for (const hash of await stillNeeded(remote, batch, present)) await remote.put(local.getStream(hash));
+ * ```
+ */
+export async function stillNeeded(
+  remote: Store,
+  hashes: readonly Hash[],
+  present: readonly boolean[],
+  options?: AbortOptions,
+): Promise<Hash[]> {
+  const found = hashes.filter((_, k) => present[k] === true);
+  const states = await checkRemoteCopies(remote, found.map((hash) => ({ hash })), options);
+  const damaged = states.find((state) => state instanceof IntegrityError);
+  if (damaged !== undefined) throw damaged;
+  const gone = new Set(found.filter((_, k) => states[k] === 'missing'));
+  return hashes.filter((hash, k) => present[k] !== true || gone.has(hash));
+}

@@ -12,12 +12,11 @@
  * @module
  */
 import { throwIfAborted, type AbortOptions } from '../../abort.js';
-import { IntegrityError } from '../../errors.js';
 import type { Hash } from '../../hash.js';
 import { toHash } from '../../object-io.js';
 import { assertRefPrefix } from '../../ref-name.js';
 import type { CasResult, Store } from '../../store.js';
-import { checkRemoteCopies } from '../remote-copy.js';
+import { stillNeeded } from '../remote-copy.js';
 import { withRetry } from '../transient.js';
 import { COPY_BATCH, isReserved, PUSHING_PREFIX, sameHash, TRACKING_PREFIX, verifyStored } from './names.js';
 import type { PullOptions, PullResult, PushOptions, PushResult, RefChange, RefConflict, RefStatus } from './types.js';
@@ -168,12 +167,7 @@ export class RefSync {
     for (let i = 0; i < unique.length; i += COPY_BATCH) {
       const slice = unique.slice(i, i + COPY_BATCH);
       const present = await withRetry(() => lower.hasMany(slice, options), options);
-      const found = slice.filter((_, k) => present[k]);
-      const states = await withRetry(() => checkRemoteCopies(lower, found.map((hash) => ({ hash })), options), options);
-      const damaged = states.find((state) => state instanceof IntegrityError);
-      if (damaged !== undefined) throw damaged;
-      const gone = new Set(found.filter((_, k) => states[k] === 'missing'));
-      const missing = slice.filter((hash, k) => !present[k] || gone.has(hash));
+      const missing = await withRetry(() => stillNeeded(lower, slice, present, options), options);
       const copyable = missing.length === 0 ? [] : await upper.hasMany(missing, options);
       for (const [k, hash] of missing.entries()) {
         if (!copyable[k]) continue;
