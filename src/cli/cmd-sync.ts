@@ -7,6 +7,7 @@ import { ConflictError } from '../errors.js';
 import type { Hash } from '../hash.js';
 import type { PullResult, PushResult } from '../layers/layered.js';
 import { PendingJournal } from '../layers/journal.js';
+import { stillNeeded } from '../layers/remote-copy.js';
 import { reachableFrom } from '../snapshot/gc.js';
 import { forEachLimit } from '../snapshot/progress.js';
 import type { Store } from '../store.js';
@@ -31,8 +32,10 @@ async function* reachableObjects(root: Hash, store: Store): AsyncIterable<string
 /**
  * Uploads every local object the remote lacks, for objects no journal names
  * (written before this remote was configured, or pushed to another one; see
- * `remote-state.ts`). Checks `hasMany` in batches, so objects the remote
- * already has cost one lookup, not an upload. Lists the local store rather
+ * `remote-state.ts`). Checks `hasMany` in batches; an object the remote
+ * already has is not uploaded but read back and hashed (this runs once per
+ * remote, or on `--all`), and a damaged copy fails the push with
+ * an `IntegrityError` (exit 5) before any ref is published. Lists the local store rather
  * than walking refs: that covers objects a ref may name later too, and
  * needs no tree to be present locally. Returns how many were checked and uploaded.
  */
@@ -46,7 +49,9 @@ async function uploadLocalMissing(ctx: Context, stores: Stores): Promise<{ check
   const progress = ctx.out.progress('push: checking local objects', 'objects');
   const flushBatch = async (batch: Hash[]): Promise<void> => {
     const present = await remote.hasMany(batch, { signal: ctx.signal });
-    const missing = batch.filter((_, k) => present[k] !== true);
+    // What the remote says it has is read back and hashed first: a push must not make a backup depend
+    // on bytes nobody checked. A damaged copy stops the push before any ref is published (exit 5).
+    const missing = await stillNeeded(remote, batch, present, { signal: ctx.signal });
     await forEachLimit(missing, 8, async (hash) => {
       const bytesOf = async function* (source: AsyncIterable<Uint8Array>): AsyncIterable<Uint8Array> {
         for await (const chunk of source) {
@@ -163,7 +168,10 @@ export const push: Command = {
     'ref by compare-and-swap. A remote ref that moved since your last sync is a conflict: it is not',
     'overwritten, and push exits 4. A published ref never names an object the remote lacks: the first',
     'push to a remote other than the one last pushed to (or after objects were written with no remote)',
-    'checks every local object against it and uploads what it lacks.',
+    'checks every local object against it and uploads what it lacks. An object the remote says it already',
+    'has is read back and hashed before push relies on it (large objects and every ref target; on a full',
+    'check, every one): if the remote holds damaged bytes, push exits 5 and publishes no ref. A put cannot',
+    'replace them; run "cairn verify --repair" with delete rights, then push again.',
   ].join('\n'),
   options: { ...prefixOption, all: { type: 'boolean' } },
   optionHelp: { ...prefixHelp, all: 'check every local object against the remote, as the first push to a new remote does' },

@@ -19,6 +19,12 @@
  * single object, which is then reported (`failed` event, `flush` rejects)
  * while every other object goes through.
  *
+ * This file keeps the line, the retries and the counts. Drains run on a
+ * p-queue whose own `pending` and `size` bound them (no second counter);
+ * the byte bound is {@link ByteBudget} (`byte-budget.ts`); how one batch
+ * reaches the remote is `upload-batch.ts`; the public types are in
+ * `uploader-types.ts`.
+ *
  * @module
  */
 import { EventEmitter } from 'node:events';
@@ -29,101 +35,20 @@ import {
   BackendError,
   CairnError,
   ClosedError,
-  IntegrityError,
   InvalidArgumentError,
   isCairnError,
-  NotFoundError,
 } from '../errors.js';
-import { Hash, hashBytes, type HashAlgorithm } from '../hash.js';
+import { Hash, hashBytes } from '../hash.js';
 import type { Store } from '../store.js';
+import type { BatchUploaderOptions, UploaderEvents, UploadFailure, UploadItem, UploadProgress } from './uploader-types.js';
+import { ByteBudget } from './byte-budget.js';
 import { integerOption, storeOption } from './options.js';
 import { isTransient } from './transient.js';
+import { uploadBatch, uploadStreamed, type UploadEntry, type UploadHost } from './upload-batch.js';
 
-/** One object to upload. Give `bytes`, or omit them to have the uploader read them from `source` when their turn comes. */
-export interface UploadItem {
-  /** The object's hash. With `bytes`, the remote's answer is checked against it. */
-  readonly hash: Hash;
-  /** The object's size in bytes (counts against `maxPendingBytes` and progress). */
-  readonly size: number;
-  /** The bytes, held until uploaded. Omitted: read from the uploader's `source` at upload time. */
-  readonly bytes?: Uint8Array | undefined;
-  /** Ask the remote (`hasMany`) before uploading: for objects it may already have. @default false */
-  readonly checkRemote?: boolean | undefined;
-}
+export type { BatchUploaderOptions, UploaderEvents, UploadFailure, UploadItem, UploadProgress } from './uploader-types.js';
 
-/** Upload progress, for progress bars. Totals grow as objects are enqueued. */
-export interface UploadProgress {
-  readonly objectsDone: number;
-  readonly objectsTotal: number;
-  readonly bytesDone: number;
-  readonly bytesTotal: number;
-  /** Objects that failed permanently (see {@link BatchUploader.failures}). */
-  readonly objectsFailed: number;
-  /** Objects the remote already had, or the source no longer had; counted as done. */
-  readonly objectsSkipped: number;
-  /** Bytes held now for objects not yet uploaded. */
-  readonly pendingBytes: number;
-}
-
-/** A permanent upload failure. */
-export interface UploadFailure {
-  readonly hash: Hash;
-  readonly error: CairnError;
-}
-
-/** Options of {@link BatchUploader}. */
-export interface BatchUploaderOptions {
-  /**
-   * Batches in flight at once.
-   * @default 8
-   */
-  concurrency?: number | undefined;
-  /**
-   * Most objects in one `putMany` call.
-   * @default 32
-   */
-  batchSize?: number | undefined;
-  /**
-   * Most bytes in one `putMany` call (a single larger object still goes, alone).
-   * @default 8388608 (8 MiB)
-   */
-  maxBatchBytes?: number | undefined;
-  /**
-   * Bytes of objects held for upload before `enqueue` waits. An object
-   * larger than the bound is admitted alone when nothing else is pending.
-   * Memory held is at most this plus one batch being read from `source`.
-   * @default 67108864 (64 MiB)
-   */
-  maxPendingBytes?: number | undefined;
-  /**
-   * Attempts per object before a transient failure becomes permanent.
-   * @default 10
-   */
-  maxAttempts?: number | undefined;
-  /**
-   * First retry delay ceiling in ms (doubles per attempt, full jitter).
-   * @default 25
-   */
-  retryBaseMs?: number | undefined;
-  /**
-   * Largest retry delay ceiling in ms.
-   * @default 2000
-   */
-  retryCapMs?: number | undefined;
-  /**
-   * Objects at least this large are uploaded one at a time as a stream
-   * (`remote.put(source.getStream(hash))`) when their bytes are not held,
-   * and are checked with `hasMany` first.
-   * @default 1048576 (1 MiB)
-   */
-  streamThresholdBytes?: number | undefined;
-  /** Where items enqueued without `bytes` are read from. Required for such items. */
-  source?: Store | undefined;
-  /** Stops the uploader: waiting work is dropped and its callers see {@link AbortError}. */
-  signal?: AbortSignal | undefined;
-}
-
-interface Entry {
+interface Entry extends UploadEntry {
   readonly key: string;
   readonly item: UploadItem;
   /** Bytes counted against maxPendingBytes until settled. */
@@ -139,20 +64,6 @@ interface Entry {
   reject(error: unknown): void;
 }
 
-interface SpaceWaiter {
-  readonly need: number;
-  resolve(): void;
-  reject(error: unknown): void;
-}
-
-/** Events of {@link BatchUploader}. */
-export interface UploaderEvents {
-  progress: [UploadProgress];
-  /** An object needs no more work: uploaded, already in the remote, or gone from `source`. */
-  done: [Hash];
-  failed: [UploadFailure];
-}
-
 /**
  * Uploads objects to `remote` in batches with bounded concurrency, bounded
  * memory, retries and progress events.
@@ -166,17 +77,18 @@ export interface UploaderEvents {
  * ```
  */
 export class BatchUploader extends EventEmitter<UploaderEvents> {
-  readonly #remote: Store;
   readonly #source: Store | undefined;
   readonly #concurrency: number;
   readonly #batchSize: number;
   readonly #maxBatchBytes: number;
-  readonly #maxPendingBytes: number;
+  readonly #budget: ByteBudget;
   readonly #maxAttempts: number;
   readonly #retryBaseMs: number;
   readonly #retryCapMs: number;
   readonly #streamThreshold: number;
   readonly #signal: AbortSignal | undefined;
+  /** What the batch functions in `upload-batch.ts` use. */
+  readonly #host: UploadHost<Entry>;
   readonly #queue: PQueue;
 
   /** Every unsettled entry, by hash text: the in-flight de-duplication. */
@@ -184,10 +96,7 @@ export class BatchUploader extends EventEmitter<UploaderEvents> {
   /** Entries ready to go, oldest first. A retried batch goes back to the front. */
   #waiting: Array<Entry | undefined> = [];
   #waitingHead = 0;
-  readonly #spaceWaiters: SpaceWaiter[] = [];
   readonly #failed = new Map<string, UploadFailure & { item: UploadItem }>();
-  #tasks = 0;
-  #pendingBytes = 0;
   #closed = false;
 
   #objectsDone = 0;
@@ -200,17 +109,17 @@ export class BatchUploader extends EventEmitter<UploaderEvents> {
     super();
     storeOption('BatchUploader', 'remote', remote);
     if (options.source !== undefined) storeOption('BatchUploader', 'source', options.source);
-    this.#remote = remote;
     this.#source = options.source;
     this.#concurrency = integerOption('BatchUploader', 'concurrency', options.concurrency, 8, 1, 1024);
     this.#batchSize = integerOption('BatchUploader', 'batchSize', options.batchSize, 32, 1, 10_000);
     this.#maxBatchBytes = integerOption('BatchUploader', 'maxBatchBytes', options.maxBatchBytes, 8 * 2 ** 20, 1);
-    this.#maxPendingBytes = integerOption('BatchUploader', 'maxPendingBytes', options.maxPendingBytes, 64 * 2 ** 20, 1);
+    this.#budget = new ByteBudget(integerOption('BatchUploader', 'maxPendingBytes', options.maxPendingBytes, 64 * 2 ** 20, 1));
     this.#maxAttempts = integerOption('BatchUploader', 'maxAttempts', options.maxAttempts, 10, 1, 1000);
     this.#retryBaseMs = integerOption('BatchUploader', 'retryBaseMs', options.retryBaseMs, 25, 0);
     this.#retryCapMs = integerOption('BatchUploader', 'retryCapMs', options.retryCapMs, 2000, 0);
     this.#streamThreshold = integerOption('BatchUploader', 'streamThresholdBytes', options.streamThresholdBytes, 2 ** 20, 1);
     this.#signal = options.signal;
+    this.#host = { remote, source: options.source, signal: options.signal, settle: (entry, error, how) => this.#settle(entry, error, how) };
     this.#queue = new PQueue({ concurrency: this.#concurrency });
     this.#signal?.addEventListener('abort', () => this.#stop(abortError(this.#signal)), { once: true });
   }
@@ -224,7 +133,7 @@ export class BatchUploader extends EventEmitter<UploaderEvents> {
       bytesTotal: this.#bytesTotal,
       objectsFailed: this.#failed.size,
       objectsSkipped: this.#objectsSkipped,
-      pendingBytes: this.#pendingBytes,
+      pendingBytes: this.#budget.held,
     };
   }
 
@@ -266,14 +175,14 @@ export class BatchUploader extends EventEmitter<UploaderEvents> {
     const key = item.hash.toString();
     if (this.#entries.has(key)) return item.hash;
     const reserved = this.#reservationOf(item);
-    await this.#reserve(reserved, options?.signal);
+    await this.#budget.reserve(reserved, options?.signal);
     if (this.#closed) {
-      this.#release(reserved);
+      this.#budget.release(reserved);
       this.#checkOpen();
     }
     // Another caller may have queued the same object while this one waited for room.
     if (this.#entries.has(key)) {
-      this.#release(reserved);
+      this.#budget.release(reserved);
       return item.hash;
     }
     this.#failed.delete(key);
@@ -372,7 +281,7 @@ export class BatchUploader extends EventEmitter<UploaderEvents> {
 
   #stop(reason: CairnError): void {
     this.#closed = true;
-    for (const waiter of this.#spaceWaiters.splice(0)) waiter.reject(reason);
+    this.#budget.close(reason);
     const dropped = this.#waiting.slice(this.#waitingHead) as Entry[];
     this.#waiting = [];
     this.#waitingHead = 0;
@@ -387,65 +296,22 @@ export class BatchUploader extends EventEmitter<UploaderEvents> {
     return item.size;
   }
 
-  #reserve(bytes: number, signal: AbortSignal | undefined): Promise<void> {
-    const fits = this.#pendingBytes === 0 || this.#pendingBytes + bytes <= this.#maxPendingBytes;
-    if (fits && this.#spaceWaiters.length === 0) {
-      this.#pendingBytes += bytes;
-      return Promise.resolve();
-    }
-    return new Promise<void>((resolve, reject) => {
-      const waiter: SpaceWaiter = {
-        need: bytes,
-        resolve: () => {
-          signal?.removeEventListener('abort', onAbort);
-          resolve();
-        },
-        reject: (error) => {
-          signal?.removeEventListener('abort', onAbort);
-          reject(error);
-        },
-      };
-      const onAbort = (): void => {
-        const at = this.#spaceWaiters.indexOf(waiter);
-        if (at >= 0) this.#spaceWaiters.splice(at, 1);
-        reject(abortError(signal));
-        this.#admit();
-      };
-      signal?.addEventListener('abort', onAbort, { once: true });
-      this.#spaceWaiters.push(waiter);
-    });
-  }
-
-  #release(bytes: number): void {
-    this.#pendingBytes -= bytes;
-    this.#admit();
-  }
-
-  /** Lets waiting callers in, oldest first, while they fit. */
-  #admit(): void {
-    while (!this.#closed && this.#spaceWaiters.length > 0) {
-      const next = this.#spaceWaiters[0]!;
-      if (this.#pendingBytes !== 0 && this.#pendingBytes + next.need > this.#maxPendingBytes) return;
-      this.#spaceWaiters.shift();
-      this.#pendingBytes += next.need;
-      next.resolve();
-    }
-  }
-
   get #waitingCount(): number {
     return this.#waiting.length - this.#waitingHead;
   }
 
+  /**
+   * Starts drains while work waits and fewer than `concurrency` run. The queue's own counts are the
+   * bound: `add` starts a drain synchronously when a slot is free (`pending`), and one added while
+   * none is free waits in the queue (`size`), so no drain is added beyond `concurrency`. A drain
+   * ends when nothing waits; the pump after it picks up work enqueued while it was finishing.
+   */
   #pump(): void {
-    while (!this.#closed && this.#waitingCount > 0 && this.#tasks < this.#concurrency) {
-      this.#tasks++;
+    while (!this.#closed && this.#waitingCount > 0 && this.#queue.pending + this.#queue.size < this.#concurrency) {
       void this.#queue
         .add(() => this.#drain())
         .catch(() => {})
-        .finally(() => {
-          this.#tasks--;
-          this.#pump();
-        });
+        .finally(() => this.#pump());
     }
   }
 
@@ -501,88 +367,11 @@ export class BatchUploader extends EventEmitter<UploaderEvents> {
 
   async #upload(batch: Entry[]): Promise<void> {
     try {
-      if (batch.length === 1 && this.#isStreamed(batch[0]!)) await this.#uploadStreamed(batch[0]!);
-      else await this.#uploadBatch(batch);
+      if (batch.length === 1 && this.#isStreamed(batch[0]!)) await uploadStreamed(this.#host, batch[0]!);
+      else await uploadBatch(this.#host, batch);
     } catch (error) {
       await this.#onBatchError(batch, error);
     }
-  }
-
-  async #uploadStreamed(entry: Entry): Promise<void> {
-    const signal = this.#signal;
-    const { hash } = entry.item;
-    if (await this.#remote.has(hash, { signal })) {
-      this.#settle(entry, undefined, 'skipped');
-      return;
-    }
-    const stored = await this.#remote.put(this.#source!.getStream(hash, { signal }), { algorithm: hash.algorithm, signal });
-    if (!stored.equals(hash)) throw mismatch(hash, stored);
-    this.#settle(entry);
-  }
-
-  async #uploadBatch(batch: Entry[]): Promise<void> {
-    const signal = this.#signal;
-    let todo = batch;
-    const toCheck = todo.filter((e) => e.item.checkRemote === true);
-    if (toCheck.length > 0) {
-      const present = await this.#remote.hasMany(
-        toCheck.map((e) => e.item.hash),
-        { signal },
-      );
-      const skip = new Set(toCheck.filter((_, i) => present[i]));
-      for (const entry of skip) this.#settle(entry, undefined, 'skipped');
-      todo = todo.filter((e) => !skip.has(e));
-    }
-    const bytes = await this.#bytesOf(todo);
-    // putMany takes one algorithm per call.
-    const byAlgorithm = new Map<HashAlgorithm, number[]>();
-    todo.forEach((entry, i) => {
-      if (bytes[i] === undefined) return;
-      const list = byAlgorithm.get(entry.item.hash.algorithm) ?? [];
-      list.push(i);
-      byAlgorithm.set(entry.item.hash.algorithm, list);
-    });
-    for (const [algorithm, indexes] of byAlgorithm) {
-      const stored = await this.#remote.putMany(
-        indexes.map((i) => bytes[i]!),
-        { algorithm, signal },
-      );
-      indexes.forEach((i, position) => {
-        const expected = todo[i]!.item.hash;
-        if (!stored[position]?.equals(expected)) throw mismatch(expected, stored[position]);
-      });
-    }
-    todo.forEach((entry, i) => {
-      if (bytes[i] !== undefined) this.#settle(entry);
-    });
-  }
-
-  /** The bytes of each entry; `undefined` (and the entry settled as skipped) when the source no longer has it. */
-  async #bytesOf(entries: readonly Entry[]): Promise<Array<Uint8Array | undefined>> {
-    const lazy = entries.filter((e) => e.item.bytes === undefined);
-    if (lazy.length === 0) return entries.map((e) => e.item.bytes);
-    const loaded = new Map<Entry, Uint8Array | undefined>();
-    const source = this.#source!;
-    try {
-      const all = await source.getMany(
-        lazy.map((e) => e.item.hash),
-        { signal: this.#signal },
-      );
-      lazy.forEach((e, i) => loaded.set(e, all[i]));
-    } catch (error) {
-      if (!(error instanceof NotFoundError)) throw error;
-      // Deleted from the source since it was queued: nothing left to upload for it.
-      for (const entry of lazy) {
-        try {
-          loaded.set(entry, await source.get(entry.item.hash, { signal: this.#signal }));
-        } catch (inner) {
-          if (!(inner instanceof NotFoundError)) throw inner;
-          loaded.set(entry, undefined);
-          this.#settle(entry, undefined, 'skipped');
-        }
-      }
-    }
-    return entries.map((e) => e.item.bytes ?? loaded.get(e));
   }
 
   async #onBatchError(batch: Entry[], error: unknown): Promise<void> {
@@ -621,7 +410,7 @@ export class BatchUploader extends EventEmitter<UploaderEvents> {
   #settle(entry: Entry, error?: unknown, how: 'uploaded' | 'skipped' = 'uploaded'): void {
     if (this.#entries.get(entry.key) !== entry) return;
     this.#entries.delete(entry.key);
-    this.#release(entry.reserved);
+    this.#budget.release(entry.reserved);
     if (error === undefined) {
       this.#objectsDone++;
       this.#bytesDone += entry.item.size;
@@ -670,13 +459,6 @@ function split(entries: Entry[]): Entry[] {
 function limit(entries: Entry[], size: number): Entry[] {
   entries[0]!.batchLimit = size;
   return entries;
-}
-
-function mismatch(expected: Hash, stored: Hash | undefined): IntegrityError {
-  return new IntegrityError(
-    `the remote stored ${stored?.toString() ?? 'nothing'} where ${expected.toString()} was uploaded; the bytes changed on the way`,
-    { key: expected.toString() },
-  );
 }
 
 function asCairnError(error: unknown): CairnError {
