@@ -16,6 +16,7 @@ import { dirname, join, resolve } from 'node:path';
 import { throwIfAborted, type AbortOptions } from '../abort.js';
 import { BackendError, CairnError, CorruptStoreError, InvalidArgumentError, LimitExceededError, NotFoundError } from '../errors.js';
 import type { Hash } from '../hash.js';
+import { verifyBytes } from '../object-io.js';
 import type { Store } from '../store.js';
 import { decodeChunkList, decodeTree, looksLike, TREE_TAG, type FileEntry, type TreeEntry } from './format.js';
 import { cut, measureSnapshot, NAME_MAX, type ExpandLimits, type SnapshotSize } from './limits.js';
@@ -311,15 +312,28 @@ async function restoreInto(store: Store, rootEntries: TreeEntry[], staging: stri
 }
 
 /**
- * Reads small single-object files with one `getMany`, after checking that
- * no object is longer than its entry declares: a ranged read of the byte
- * after the declared end must come back empty.
+ * Reads small single-object files, one request each: a ranged read of the
+ * declared size plus one byte. A longer object is refused unread past that
+ * byte (memory is bounded by what the entry declares, never by what the
+ * store holds), and a full-length result is the whole object, so it is
+ * verified against its hash like a `get`. A probe for the extra byte
+ * followed by a `get` would cost two requests per file on a remote.
  */
 async function readSmallFiles(store: Store, jobs: readonly FileJob[], signal: AbortSignal | undefined): Promise<Uint8Array[]> {
-  await Promise.all(jobs.map((job) => assertNotLonger(store, job, signal)));
-  return store.getMany(
-    jobs.map((j) => j.entry.hash!),
-    { signal },
+  return Promise.all(
+    jobs.map(async (job) => {
+      const hash = job.entry.hash!;
+      let bytes: Uint8Array;
+      try {
+        bytes = await store.getRange(hash, 0, job.entry.size + 1, { signal });
+      } catch (error) {
+        throw withPath(error, job.path);
+      }
+      if (bytes.length > job.entry.size) throw sizeMismatch(job.path, job.entry, `more than ${job.entry.size}`);
+      if (bytes.length < job.entry.size) throw sizeMismatch(job.path, job.entry, bytes.length);
+      verifyBytes(hash, bytes);
+      return bytes;
+    }),
   );
 }
 
