@@ -122,6 +122,11 @@ export class Catalog {
     }
   }
 
+  /** Keeps a record this process wrote in the local cache, so that a reopened store need not download it. */
+  async remember(bytes: Uint8Array): Promise<void> {
+    if (this.cache !== undefined) await this.cache.put(bytes).catch(() => undefined);
+  }
+
   /** Adds a removal record this process just published. */
   addRemovals(recordHash: Hash, removals: readonly Removal[]): void {
     this.#removalRecords.set(recordHash.hex, removals);

@@ -158,8 +158,9 @@ export class PackedStore implements Store {
    */
   async refresh(options?: AbortOptions): Promise<void> {
     this.#open(options?.signal);
+    const first = this.#loaded === undefined;
     await this.#ready(options?.signal);
-    await this.#catalog.refresh(options?.signal);
+    if (!first) await this.#catalog.refresh(options?.signal);
   }
 
   /** Damaged pack records seen so far (garbage or tampered indexes), as typed errors. */
@@ -214,8 +215,8 @@ export class PackedStore implements Store {
     const pending = this.#pending.get(key);
     if (pending !== undefined) return pending;
     const encoded = this.#codec.encode(bytes);
-    // Copied when stored as is: the caller may reuse its buffer before the pack is sealed.
-    const blob: PendingBlob = { hash, rawLength: bytes.length, encoded: encoded.bytes === bytes ? { ...encoded, bytes: bytes.slice() } : encoded };
+    // Copied when stored as is (Buffer#slice would share memory): the caller may reuse its buffer before the pack is sealed.
+    const blob: PendingBlob = { hash, rawLength: bytes.length, encoded: encoded.bytes === bytes ? { ...encoded, bytes: Uint8Array.prototype.slice.call(bytes) } : encoded };
     const done = this.#packs.add(blob, encoded.bytes.length + INDEX_ENTRY_BYTES).finally(() => this.#pending.delete(key));
     this.#pending.set(key, done);
     return done;

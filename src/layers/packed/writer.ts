@@ -81,6 +81,7 @@ export async function commitPack(inner: Store, catalog: Catalog, blobs: readonly
   await Promise.all([putExact(inner, bytes, index.pack), putExact(inner, indexBytes, indexHash)]);
   await publish(inner, INDEX_REF_PREFIX + indexHash.hex, indexHash);
   catalog.addIndex(indexHash, index);
+  await catalog.remember(indexBytes);
   return index;
 }
 
@@ -92,4 +93,5 @@ export async function commitRemovals(inner: Store, catalog: Catalog, removals: r
   await putExact(inner, bytes, hash);
   await publish(inner, REMOVED_REF_PREFIX + hash.hex, hash);
   catalog.addRemovals(hash, removals);
+  await catalog.remember(bytes);
 }
