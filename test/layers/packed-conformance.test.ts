@@ -50,6 +50,13 @@ for (const server of s3Servers()) {
       },
       timeoutMs: server.kind === 'moto' ? 180_000 : 60_000,
       manyRefs: server.kind === 'moto' ? 300 : 2500,
+      skip:
+        server.kind === 'moto'
+          ? {
+              '8 workers x 50 read-then-swap increments end at exactly 400':
+                'moto answers about 150 requests/s and each packed increment costs 5 requests (pack, index, index ref, ref read, swap), over 3 minutes; the case runs on memory, disk and MinIO',
+            }
+          : undefined,
     });
   });
 }
