@@ -18,6 +18,7 @@ import { CorruptStoreError, IntegrityError } from '../../errors.js';
 import type { Hash } from '../../hash.js';
 import { mapConcurrent, verifyBytes } from '../../object-io.js';
 import type { Store } from '../../store.js';
+import type { IndexCache } from './index-cache.js';
 import {
   decodeIndex,
   decodeRemovals,
@@ -56,7 +57,7 @@ export class Catalog {
   constructor(
     readonly inner: Store,
     readonly limits: FormatLimits,
-    readonly cache: Store | undefined,
+    readonly cache: IndexCache | undefined,
   ) {}
 
   /** Live copies of a blob, non-retired packs first; empty when it is not packed. */

@@ -28,6 +28,7 @@ import { Catalog, type Location } from './catalog.js';
 import { blobCodec, type BlobCodec, type CodecOptions } from './codec.js';
 import { INDEX_ENTRY_BYTES, looksLikePackRecord, MAX_PACK_BYTES, PACK_HEADER_BYTES, RESERVED_REF_PREFIX, type Removal } from './format.js';
 import { GroupCommit } from './group-commit.js';
+import type { IndexCache } from './index-cache.js';
 import { repack, type RepackOptions, type RepackReport } from './repack.js';
 import { commitPack, commitRemovals, type PendingBlob } from './writer.js';
 
@@ -64,7 +65,7 @@ export interface PackedOptions extends CodecOptions {
    * The layer closes it on close.
    * @default none
    */
-  indexCache?: Store | undefined;
+  indexCache?: IndexCache | undefined;
 }
 
 /**
@@ -100,13 +101,16 @@ export class PackedStore implements Store {
   readonly #removals: GroupCommit<Removal>;
   /** Blobs queued or being uploaded, by hash: a second put of one joins the first. */
   readonly #pending = new Map<string, Promise<void>>();
-  readonly #indexCache: Store | undefined;
+  readonly #indexCache: IndexCache | undefined;
   #loaded: Promise<void> | undefined;
   #closed = false;
 
   constructor(inner: Store, options: PackedOptions = {}) {
     storeOption('packed', 'inner', inner);
-    if (options.indexCache !== undefined) storeOption('packed', 'indexCache', options.indexCache);
+    const cache = options.indexCache as unknown as Record<string, unknown> | undefined;
+    if (cache !== undefined && (cache === null || typeof cache.get !== 'function' || typeof cache.put !== 'function' || typeof cache.close !== 'function')) {
+      throw new InvalidArgumentError('packed option "indexCache" must be a Store (or an IndexCache: get, put, close)');
+    }
     if (options.compression !== undefined && options.compression !== 'zstd' && options.compression !== 'none') {
       throw new InvalidArgumentError(`packed option "compression" must be "zstd" or "none", got ${JSON.stringify(String(options.compression))}`);
     }
