@@ -167,6 +167,26 @@ export class Catalog {
    * record (none for records in the local cache).
    */
   async refresh(signal?: AbortSignal): Promise<void> {
+    // One refresh at a time (no record loaded twice); a caller that finds one running starts its own after it, so it sees what was published before it asked.
+    const previous = this.#refreshing;
+    const mine = (async () => {
+      if (previous !== undefined) await previous.catch(() => undefined);
+      await this.#refresh(signal);
+      this.refreshedAt = Date.now();
+    })();
+    this.#refreshing = mine;
+    try {
+      await mine;
+    } finally {
+      if (this.#refreshing === mine) this.#refreshing = undefined;
+    }
+  }
+
+  /** When the last refresh finished (ms since the epoch), 0 before the first. */
+  refreshedAt = 0;
+  #refreshing: Promise<void> | undefined;
+
+  async #refresh(signal: AbortSignal | undefined): Promise<void> {
     // Only records known before the listing may be forgotten: one published during it may be missing from it.
     const knownIndexes = [...this.#indexes.keys()];
     const knownRemovals = [...this.#removalRecords.keys()];

@@ -10,7 +10,7 @@
 import { raceAbort, throwIfAborted, type AbortOptions } from '../../abort.js';
 import { ClosedError, CorruptStoreError, IntegrityError, InvalidArgumentError, InvalidRefNameError, isCairnError, NotFoundError } from '../../errors.js';
 import { DEFAULT_ALGORITHM, hashBytes, type Hash, type HashAlgorithm } from '../../hash.js';
-import { assertObjectSource, assertRange, chunksOf, isBytes, sliceRange, toHash, verifyBytes } from '../../object-io.js';
+import { assertObjectSource, assertRange, chunksOf, isBytes, mapConcurrent, sliceRange, toHash, verifyBytes } from '../../object-io.js';
 import type {
   CasResult,
   HashLike,
@@ -66,6 +66,14 @@ export interface PackedOptions extends CodecOptions {
    * @default none
    */
   indexCache?: IndexCache | undefined;
+  /**
+   * A catalog older than this is refreshed before it is trusted (to skip a
+   * put of an object it lists, or answer `has`). Keep it well under the
+   * grace period of repacks, so that no writer skips a put on the strength
+   * of a copy a collector has since removed.
+   * @default 600000 (10 minutes)
+   */
+  maxCatalogAgeMs?: number | undefined;
 }
 
 /**
@@ -102,6 +110,7 @@ export class PackedStore implements Store {
   /** Blobs queued or being uploaded, by hash: a second put of one joins the first. */
   readonly #pending = new Map<string, Promise<void>>();
   readonly #indexCache: IndexCache | undefined;
+  readonly #maxCatalogAgeMs: number;
   #loaded: Promise<void> | undefined;
   #closed = false;
 
@@ -121,6 +130,7 @@ export class PackedStore implements Store {
     const lingerMs = integerOption('packed', 'lingerMs', options.lingerMs, 5, 0, 60_000);
     const maxInFlight = integerOption('packed', 'maxInFlight', options.maxInFlight, 4, 1, 64);
     integerOption('packed', 'level', options.level, 3, 1, 19);
+    this.#maxCatalogAgeMs = integerOption('packed', 'maxCatalogAgeMs', options.maxCatalogAgeMs, 600_000, 0);
     this.#inner = inner;
     this.#indexCache = options.indexCache;
     this.#codec = blobCodec(options);
@@ -148,6 +158,7 @@ export class PackedStore implements Store {
       this.#loaded = undefined;
     });
     await raceAbort(this.#loaded, signal);
+    if (Date.now() - this.#catalog.refreshedAt > this.#maxCatalogAgeMs) await this.#catalog.refresh(signal);
   }
 
   /**
@@ -374,14 +385,8 @@ export class PackedStore implements Store {
   async getMany(hashes: readonly HashLike[], options?: AbortOptions): Promise<Uint8Array[]> {
     this.#open(options?.signal);
     const parsed = hashes.map(toHash);
-    const out: Uint8Array[] = [];
-    // One at a time per hash but all at once: each packed read is its own ranged request.
-    const results = await Promise.all(parsed.map((h) => this.get(h, options).then((b) => b, (e: unknown) => e)));
-    for (const result of results) {
-      if (result instanceof Uint8Array) out.push(result);
-      else throw result;
-    }
-    return out;
+    // Each packed read is its own ranged request; 32 in flight keeps a large batch from opening thousands at once.
+    return mapConcurrent(parsed, 32, (h) => this.get(h, options));
   }
 
   /**
