@@ -209,7 +209,8 @@ export const gc: Command = {
       });
       ctx.out.done();
       // A packed remote keeps deleted objects' bytes in their packs until a repack rewrites the sparse ones.
-      const repacked = force && store instanceof PackedStore ? await store.repack({ graceMs, signal: ctx.signal }) : undefined;
+      // Small loose objects (pushed before packs) move into packs on the way.
+      const repacked = force && store instanceof PackedStore ? await store.repack({ graceMs, loose: true, signal: ctx.signal }) : undefined;
       await mkdir(stores.config.dir, { recursive: true });
       await saveGcState(statePath, result.state);
       const where = onRemote ? 'remote' : 'local';

@@ -166,6 +166,23 @@ describe('packed: requests', () => {
   });
 });
 
+describe('packed: moving loose objects into packs', () => {
+  it('repack with loose moves small loose objects into packs, deletes the loose copies, and leaves large ones', async () => {
+    const r = remote();
+    const smallOnes = await r.inner.putMany(Array.from({ length: 30 }, (_, i) => noise(i, 1500)));
+    const large = await r.inner.put(noise(77, 100_000));
+    const store = packed(r.store, small);
+    const report = await store.repack({ loose: true });
+    expect(report.looseMoved).toBe(30);
+    for (const h of smallOnes) expect(await r.inner.has(h)).toBe(false);
+    expect(await r.inner.has(large)).toBe(true);
+    const fresh = packed(wrap(r.inner, { close: async () => undefined }), small);
+    expect((await fresh.getMany([...smallOnes, large])).map((b) => b.length)).toEqual([...smallOnes.map(() => 1500), 100_000]);
+    await fresh.close();
+    await store.close();
+  });
+});
+
 describe('packed: several writers and gc', () => {
   it('two writers on one remote see each other after a refresh', async () => {
     const shared = memoryStore();

@@ -454,6 +454,7 @@ export class PackedStore implements Store {
         if (blobs.length > 0) await commitPack(this.#inner, this.#catalog, blobs.map(({ hash, bytes }) => ({ hash, rawLength: bytes.length, encoded: this.#codec.encode(bytes) })));
       },
       maxPackBytes: this.#packBytes,
+      maxObjectBytes: this.#maxObjectBytes,
     }, options);
   }
 

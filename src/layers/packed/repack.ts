@@ -20,7 +20,7 @@ import { throwIfAborted } from '../../abort.js';
 import { Hash, hashBytes } from '../../hash.js';
 import type { Store } from '../../store.js';
 import type { Catalog, Location } from './catalog.js';
-import { encodeRetirement, INDEX_REF_PREFIX, PACK_HEADER_BYTES, REMOVED_REF_PREFIX, RETIRED_REF_PREFIX } from './format.js';
+import { encodeRetirement, looksLikePackRecord, INDEX_REF_PREFIX, PACK_HEADER_BYTES, REMOVED_REF_PREFIX, RETIRED_REF_PREFIX } from './format.js';
 
 /** Options of {@link PackedStore.repack}. */
 export interface RepackOptions extends AbortOptions {
@@ -38,6 +38,13 @@ export interface RepackOptions extends AbortOptions {
   graceMs?: number | undefined;
   /** The current time, for tests. @default Date.now() */
   nowMs?: number | undefined;
+  /**
+   * Also move loose objects of at most `maxObjectBytes` (written before
+   * packs, or by a loose writer) into packs: each is read (bounded,
+   * verified), packed, and deleted loose only once its pack is published.
+   * @default false
+   */
+  loose?: boolean | undefined;
 }
 
 /** What a repack did. */
@@ -47,6 +54,8 @@ export interface RepackReport {
   readonly bytesCopied: number;
   readonly packsCollected: number;
   readonly recordsCollected: number;
+  /** Loose objects moved into packs (with `loose`). */
+  readonly looseMoved: number;
 }
 
 /** How repack reads and writes blobs: through the layer, so that reads are verified and writes published. */
@@ -54,6 +63,7 @@ export interface RepackIo {
   read(location: Location): Promise<Uint8Array>;
   write(blobs: { hash: Hash; bytes: Uint8Array }[]): Promise<void>;
   maxPackBytes: number;
+  maxObjectBytes: number;
 }
 
 async function ignoreMissing(work: Promise<unknown>): Promise<void> {
@@ -141,7 +151,46 @@ export async function repack(inner: Store, catalog: Catalog, io: RepackIo, optio
     const result = await inner.compareAndSwap(RETIRED_REF_PREFIX + index.pack.hex, null, recordHash, { signal });
     if (result.ok) catalog.addRetirement(index.pack, recordHash, now);
   }
-  return { packsRetired: candidates.length, blobsCopied, bytesCopied, packsCollected, recordsCollected };
+  const looseMoved = options.loose === true ? await packLoose(inner, catalog, io, signal) : 0;
+  return { packsRetired: candidates.length, blobsCopied, bytesCopied, packsCollected, recordsCollected, looseMoved };
+}
+
+/** Moves small loose objects into packs; see {@link RepackOptions.loose}. */
+async function packLoose(inner: Store, catalog: Catalog, io: RepackIo, signal: AbortSignal | undefined): Promise<number> {
+  let batch: { hash: Hash; bytes: Uint8Array }[] = [];
+  let batchBytes = 0;
+  let moved = 0;
+  const flush = async (): Promise<void> => {
+    if (batch.length === 0) return;
+    await io.write(batch);
+    // Deleted loose only now that the packed copy is published and durable.
+    for (const { hash } of batch) await ignoreMissing(inner.delete(hash, { signal }));
+    moved += batch.length;
+    batch = [];
+    batchBytes = 0;
+  };
+  for await (const hash of inner.listObjects({ signal })) {
+    if (catalog.owns(hash)) continue;
+    let bytes: Uint8Array;
+    try {
+      bytes = await inner.getRange(hash, 0, io.maxObjectBytes + 1, { signal });
+    } catch (error) {
+      if ((error as { code?: string }).code === 'ERR_NOT_FOUND') continue;
+      throw error;
+    }
+    // Too large for a pack, one of this layer's records (perhaps another writer's unpublished pack), or damaged: left as it is.
+    if (bytes.length > io.maxObjectBytes || looksLikePackRecord(bytes) || !hashBytes(bytes, hash.algorithm).equals(hash)) continue;
+    if (catalog.has(hash)) {
+      await ignoreMissing(inner.delete(hash, { signal }));
+      moved++;
+      continue;
+    }
+    batch.push({ hash, bytes });
+    batchBytes += bytes.length;
+    if (batchBytes >= io.maxPackBytes) await flush();
+  }
+  await flush();
+  return moved;
 }
 
 function hashOfHex(hex: string): Hash {
