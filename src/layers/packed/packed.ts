@@ -8,9 +8,9 @@
  * @module
  */
 import { raceAbort, throwIfAborted, type AbortOptions } from '../../abort.js';
-import { ClosedError, CorruptStoreError, IntegrityError, InvalidArgumentError, InvalidRefNameError, isCairnError, NotFoundError } from '../../errors.js';
+import { ClosedError, CorruptStoreError, IntegrityError, InvalidArgumentError, InvalidRefNameError, isCairnError } from '../../errors.js';
 import { DEFAULT_ALGORITHM, hashBytes, type Hash, type HashAlgorithm } from '../../hash.js';
-import { assertObjectSource, assertRange, chunksOf, isBytes, mapConcurrent, sliceRange, toHash, verifyBytes } from '../../object-io.js';
+import { assertObjectSource, assertRange, chunksOf, isBytes, mapConcurrent, sliceRange, toHash } from '../../object-io.js';
 import type {
   CasResult,
   HashLike,
@@ -29,6 +29,7 @@ import { blobCodec, type BlobCodec, type CodecOptions } from './codec.js';
 import { INDEX_ENTRY_BYTES, looksLikePackRecord, MAX_PACK_BYTES, PACK_HEADER_BYTES, RESERVED_REF_PREFIX, type Removal } from './format.js';
 import { GroupCommit } from './group-commit.js';
 import type { IndexCache } from './index-cache.js';
+import { missingError, readBlob, readPacked } from './reader.js';
 import { repack, type RepackOptions, type RepackReport } from './repack.js';
 import { commitPack, commitRemovals, type PendingBlob } from './writer.js';
 
@@ -284,49 +285,16 @@ export class PackedStore implements Store {
     }
   }
 
-  /** A NotFoundError, or a CorruptStoreError when a damaged index may have named the object. */
   #missing(hash: Hash, cause: unknown): Error {
-    const damaged = this.#catalog.damaged();
-    if (damaged.length === 0) return cause instanceof NotFoundError ? cause : new NotFoundError(`object ${hash.toString()} not found`, { key: hash.toString(), cause });
-    return new CorruptStoreError(
-      `object ${hash.toString()} not found, and ${damaged.length} pack record(s) could not be read (first: ${damaged[0]!.message}); the object may have been in one`,
-      { key: hash.toString(), cause: damaged[0] },
-    );
+    return missingError(this.#catalog, hash, cause);
   }
 
-  /** The verified bytes of a packed blob, or undefined when no live copy is indexed. */
-  async #getPacked(hash: Hash, signal: AbortSignal | undefined): Promise<Uint8Array | undefined> {
-    const locations = this.#catalog.locate(hash);
-    if (locations.length === 0) return undefined;
-    let firstError: unknown;
-    for (const location of locations) {
-      try {
-        return await this.#readBlob(location, signal);
-      } catch (error) {
-        if (isCairnError(error, 'ERR_ABORTED') || !(isCairnError(error, 'ERR_INTEGRITY') || isCairnError(error, 'ERR_NOT_FOUND'))) throw error;
-        firstError ??= error;
-      }
-    }
-    // Every indexed copy is gone (collected after a repack we have not seen) or damaged.
-    if (isCairnError(firstError, 'ERR_NOT_FOUND')) {
-      await this.#catalog.refresh(signal);
-      const fresh = this.#catalog.locate(hash).filter((l) => !locations.some((o) => o.pack.equals(l.pack)));
-      for (const location of fresh) return this.#readBlob(location, signal);
-    }
-    throw firstError;
+  #getPacked(hash: Hash, signal: AbortSignal | undefined): Promise<Uint8Array | undefined> {
+    return readPacked(this.#inner, this.#catalog, this.#codec, hash, signal);
   }
 
-  async #readBlob(location: Location, signal: AbortSignal | undefined): Promise<Uint8Array> {
-    const stored = await this.#inner.getRange(location.pack, location.offset, location.storedLength, { signal });
-    if (stored.length !== location.storedLength) {
-      throw new IntegrityError(
-        `object ${location.hash.toString()} is corrupt: pack ${location.pack.toString()} ends before the ${location.storedLength} bytes its index places at offset ${location.offset} (got ${stored.length}); the pack is truncated`,
-        { key: location.hash.toString() },
-      );
-    }
-    const bytes = this.#codec.decode(stored, location.compression, location.rawLength, location.hash);
-    verifyBytes(location.hash, bytes);
-    return bytes;
+  #readBlob(location: Location, signal: AbortSignal | undefined): Promise<Uint8Array> {
+    return readBlob(this.#inner, this.#codec, location, signal);
   }
 
   async *getStream(hashLike: HashLike, options?: AbortOptions): AsyncIterable<Uint8Array> {
