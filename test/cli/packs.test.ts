@@ -11,6 +11,9 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { deletePrefix, minioEnv, primaryServer, rawClient, uniquePrefix } from '../support/s3.js';
 import { describeTree, makeMixedTree } from '../snapshot/fixtures.js';
+import { parseRemote, resolveConfig, saveConfig } from '../../src/cli/config.js';
+import { openRemote } from '../../src/cli/stores.js';
+import { PackedStore } from '../../src/layers/packed/packed.js';
 import { assertBuilt, cairn, cairnJson, cairnOk } from './run-cli.js';
 
 let work: string;
@@ -98,3 +101,19 @@ it('snapshot and push go to MinIO in packs; another machine restores identically
   if (restore.code === 0) expect(await describeTree(join(work, 'out-c'))).toEqual(await describeTree(src));
   else expect(restore.stderr).toMatch(/corrupt|integrity/i);
 }, 180_000);
+
+it('remotes pack by default; --no-packs, CAIRN_PACKS=0 and a saved choice turn it off', async () => {
+  const dir = join(work, 'config-only');
+  const url = 's3://bucket-x/p/';
+  expect((await resolveConfig({ dir, remote: url }, {})).remote?.packs).toBe(true);
+  expect((await resolveConfig({ dir, remote: url, 'no-packs': true }, {})).remote?.packs).toBe(false);
+  expect((await resolveConfig({ dir, remote: url }, { CAIRN_PACKS: '0' })).remote?.packs).toBe(false);
+  await saveConfig(dir, { version: 1, remote: { url, packs: false } });
+  expect((await resolveConfig({ dir }, {})).remote?.packs).toBe(false);
+  const target = (packs: boolean) => parseRemote({ url: `file://${join(work, 'file-remote')}`, packs });
+  const withPacks = await openRemote(target(true), { create: true });
+  const without = await openRemote(target(false), { create: true });
+  expect(withPacks).toBeInstanceOf(PackedStore);
+  expect(without).not.toBeInstanceOf(PackedStore);
+  await Promise.all([withPacks.close(), without.close()]);
+});
