@@ -43,6 +43,9 @@ export { derivedStore } from './data/derived.js';
 export { assertJsonValue, type JsonValue } from './data/json.js';
 export { cached, CachedStore, type CachedOptions, type CacheStats } from './layers/cached.js';
 export { readOnly, ReadOnlyStore } from './layers/read-only.js';
+export { packed, PackedStore, type PackedOptions } from './layers/packed/packed.js';
+export { diskIndexCache, type IndexCache } from './layers/packed/index-cache.js';
+export type { RepackOptions, RepackReport } from './layers/packed/repack.js';
 export {
   BatchUploader,
   type BatchUploaderOptions,

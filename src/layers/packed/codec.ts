@@ -24,9 +24,13 @@ interface ZstdWasm {
   decompress(bytes: Uint8Array): Uint8Array;
 }
 
+// Loaded on first use, not at import: importing the library (or starting the CLI) must not pay for the WebAssembly module.
 // The package is CommonJS with a WebAssembly file beside it; require keeps its own loader happy.
-const zstd = createRequire(import.meta.url)('@bokuweb/zstd-wasm') as ZstdWasm;
+let zstdModule: ZstdWasm | undefined;
 let ready: Promise<void> | undefined;
+function zstd(): ZstdWasm {
+  return (zstdModule ??= createRequire(import.meta.url)('@bokuweb/zstd-wasm') as ZstdWasm);
+}
 
 /** Stored bytes and how they were encoded. */
 export interface EncodedBlob {
@@ -82,10 +86,11 @@ export function blobCodec(options: CodecOptions = {}): BlobCodec {
   const useZstd = (options.compression ?? 'zstd') === 'zstd';
   const level = options.level ?? 3;
   return {
-    ready: () => (useZstd ? (ready ??= zstd.init()) : Promise.resolve()),
+    // Always loaded: a store that writes uncompressed still reads blobs other writers compressed.
+    ready: () => (ready ??= zstd().init()),
     encode(raw) {
       if (!useZstd || raw.length < MIN_COMPRESS_BYTES) return { bytes: raw, compression: Compression.none };
-      const packed = zstd.compress(raw, level);
+      const packed = zstd().compress(raw, level);
       // Keep the compressed form only when it saves at least 1/16 of the bytes: below that, decoding costs more than it saves.
       if (packed.length > raw.length - raw.length / 16) return { bytes: raw, compression: Compression.none };
       return { bytes: packed, compression: Compression.zstd };
@@ -99,7 +104,7 @@ export function blobCodec(options: CodecOptions = {}): BlobCodec {
       if (declared !== rawLength) throw damaged(hash, `its zstd frame declares ${String(declared)} bytes, the index ${rawLength}`);
       let out: Uint8Array;
       try {
-        out = zstd.decompress(stored);
+        out = zstd().decompress(stored);
       } catch (cause) {
         throw damaged(hash, 'its zstd frame does not decode', cause);
       }
