@@ -135,6 +135,8 @@ export async function run(): Promise<void> {
       AWS_SECRET_ACCESS_KEY: server.secretAccessKey,
       AWS_REGION: server.region,
       AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
+      // CAIRN_PACKS=0 measures a loose remote (packs are the default).
+      ...(process.env.CAIRN_PACKS === undefined ? {} : { CAIRN_PACKS: process.env.CAIRN_PACKS }),
     };
     await cairn(['init'], env);
     const puts = (): number => proxy.counts.get('PUT') ?? 0;

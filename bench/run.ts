@@ -12,6 +12,7 @@ const sections: Record<string, () => Promise<{ run(): Promise<void> }>> = {
   layers: () => import('./layers.js'),
   cli: () => import('./cli.js'),
   data: () => import('./data.js'),
+  packs: () => import('./packs.js'),
 };
 
 const wanted = process.argv.slice(2);

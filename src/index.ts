@@ -51,6 +51,9 @@ export { assertJsonValue, type JsonValue } from './data/json.js';
 export { cached, CachedStore, type CachedOptions, type CacheStats } from './layers/cached.js';
 export { readOnly, ReadOnlyStore } from './layers/read-only.js';
 export { ForwardingStore, type ForwardingOptions } from './layers/forwarding.js';
+export { packed, PackedStore, type PackedOptions } from './layers/packed/packed.js';
+export { diskIndexCache, type IndexCache } from './layers/packed/index-cache.js';
+export type { RepackOptions, RepackReport } from './layers/packed/repack.js';
 export {
   BatchUploader,
   type BatchUploaderOptions,

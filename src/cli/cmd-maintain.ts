@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import type { AbortOptions } from '../abort.js';
 import type { Hash } from '../hash.js';
 import { PendingJournal, RESERVED_PREFIX } from '../layers/journal.js';
+import { PackedStore } from '../layers/packed/packed.js';
 import { collectGarbage, type GcState } from '../snapshot/gc.js';
 import { verifyStore, type VerifyResult } from '../snapshot/verify.js';
 import type { Store } from '../store.js';
@@ -260,6 +261,9 @@ export const gc: Command = {
         onProgress: ctx.out.progress('gc', 'objects'),
       });
       ctx.out.done();
+      // A packed remote keeps deleted objects' bytes in their packs until a repack rewrites the sparse ones.
+      // Small loose objects (pushed before packs) move into packs on the way.
+      const repacked = force && store instanceof PackedStore ? await store.repack({ graceMs, loose: true, signal: ctx.signal }) : undefined;
       await mkdir(stores.config.dir, { recursive: true });
       await saveGcState(statePath, result.state);
       const where = onRemote ? 'remote' : 'local';
@@ -286,6 +290,7 @@ export const gc: Command = {
         unreachable: result.unreachable,
         eligible: result.eligible,
         deleted: result.deleted,
+        ...(repacked === undefined ? {} : { repack: repacked }),
       });
       return EXIT.ok;
     });

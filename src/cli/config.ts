@@ -31,11 +31,13 @@ export interface RemoteConfig {
   readonly region?: string | undefined;
   /** Path-style addressing (MinIO needs it). */
   readonly pathStyle?: boolean | undefined;
+  /** Small objects go to the remote in packs (docs/packs.md); `false` writes them loose. Absent means true. */
+  readonly packs?: boolean | undefined;
 }
 
 /** A parsed remote URL. */
 export type RemoteTarget =
-  | { readonly kind: 'file'; readonly path: string; readonly display: string }
+  | { readonly kind: 'file'; readonly path: string; readonly display: string; readonly packs: boolean }
   | {
       readonly kind: 's3';
       readonly bucket: string;
@@ -44,6 +46,7 @@ export type RemoteTarget =
       readonly region?: string | undefined;
       readonly pathStyle: boolean;
       readonly display: string;
+      readonly packs: boolean;
     };
 
 /** The saved `config.json`. */
@@ -70,6 +73,7 @@ export interface ConfigFlags {
   endpoint?: string | undefined;
   region?: string | undefined;
   'path-style'?: boolean | undefined;
+  'no-packs'?: boolean | undefined;
 }
 
 export const CONFIG_FILE = 'config.json';
@@ -133,7 +137,7 @@ export function parseRemote(remote: RemoteConfig): RemoteTarget {
     } catch {
       throw new UsageError(`bad remote URL ${JSON.stringify(url)}: ${forms}`);
     }
-    return { kind: 'file', path, display: url };
+    return { kind: 'file', path, display: url, packs: remote.packs ?? true };
   }
   if (url.startsWith('s3://')) {
     const rest = url.slice('s3://'.length);
@@ -159,6 +163,7 @@ export function parseRemote(remote: RemoteConfig): RemoteTarget {
       region: remote.region,
       pathStyle: remote.pathStyle ?? false,
       display: `s3://${bucket}/${prefix}${remote.endpoint !== undefined ? ` at ${remote.endpoint}` : ''}`,
+      packs: remote.packs ?? true,
     };
   }
   if (isAbsolute(url)) return parseRemote({ ...remote, url: `file://${url}` });
@@ -191,5 +196,6 @@ export function remoteFrom(flags: ConfigFlags, env: NodeJS.ProcessEnv, saved: Sa
     endpoint: flags.endpoint ?? (env.CAIRN_S3_ENDPOINT || undefined) ?? base?.endpoint,
     region: flags.region ?? (env.CAIRN_S3_REGION || undefined) ?? base?.region ?? (env.AWS_REGION || undefined),
     pathStyle: flags['path-style'] ?? envFlag(env.CAIRN_S3_PATH_STYLE || env.CAIRN_S3_FORCE_PATH_STYLE) ?? base?.pathStyle,
+    packs: (flags['no-packs'] === true ? false : undefined) ?? envFlag(env.CAIRN_PACKS) ?? base?.packs,
   };
 }

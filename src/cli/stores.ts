@@ -14,12 +14,18 @@
 import { access, readdir } from 'node:fs/promises';
 import { openDiskStore } from '../backends/disk.js';
 import { NotFoundError } from '../errors.js';
+import { join } from 'node:path';
 import { layered, type LayeredStore } from '../layers/layered.js';
+import { diskIndexCache } from '../layers/packed/index-cache.js';
+import { packed } from '../layers/packed/packed.js';
 import type { Store } from '../store.js';
 import type { Context } from './command.js';
 import { resolveConfig, type ConfigFlags, type RemoteTarget, type ResolvedConfig } from './config.js';
 import { UsageError } from './exit-codes.js';
 import { updateRemoteState } from './remote-state.js';
+
+/** Where, in the local directory, the pack indexes read from the remote are kept. */
+export const PACK_INDEX_SUBDIR = 'pack-indexes';
 
 /** The stores of one command. */
 export interface Stores {
@@ -50,6 +56,7 @@ export function configFlags(ctx: Context): ConfigFlags {
     endpoint: v.endpoint as string | undefined,
     region: v.region as string | undefined,
     'path-style': v['path-style'] as boolean | undefined,
+    'no-packs': v['no-packs'] as boolean | undefined,
   };
 }
 
@@ -69,8 +76,20 @@ export async function openLocal(config: ResolvedConfig, options: { create?: bool
   return openDiskStore(config.storeDir);
 }
 
-/** Opens the remote a target names. A `file://` remote is created only with `create`. */
-export async function openRemote(target: RemoteTarget, options: { create?: boolean; signal?: AbortSignal } = {}): Promise<Store> {
+/**
+ * Opens the remote a target names, in packs unless the target says not
+ * (`packIndexDir` keeps the pack indexes read once). A `file://` remote is
+ * created only with `create`.
+ */
+export async function openRemote(target: RemoteTarget, options: { create?: boolean; signal?: AbortSignal; packIndexDir?: string } = {}): Promise<Store> {
+  const store = await openRemoteStore(target, options);
+  if (!target.packs) return store;
+  // Created on first use only: a command that fails on bad input leaves the local directory as it was.
+  const indexCache = options.packIndexDir === undefined ? undefined : diskIndexCache(options.packIndexDir);
+  return packed(store, { indexCache });
+}
+
+async function openRemoteStore(target: RemoteTarget, options: { create?: boolean }): Promise<Store> {
   if (target.kind === 'file') {
     if (options.create !== true) {
       const entries = await readdir(target.path).catch(() => undefined);
@@ -113,7 +132,7 @@ export async function withStores<T>(ctx: Context, needs: StoreNeeds, fn: (stores
   try {
     // Objects written with no remote are journaled nowhere: no remote can be assumed to hold them all any more.
     if (needs.write === true && config.remote === undefined) await updateRemoteState(config.dir, { objectsIn: undefined });
-    remote = config.remote === undefined ? undefined : await openRemote(config.remote, { signal: ctx.signal });
+    remote = config.remote === undefined ? undefined : await openRemote(config.remote, { signal: ctx.signal, packIndexDir: join(config.dir, PACK_INDEX_SUBDIR) });
   } catch (error) {
     await local.close();
     throw error;

@@ -1,0 +1,283 @@
+/**
+ * The catalog: what a packed store knows about the packs in its inner store.
+ * It maps each blob hash to the places it is stored (pack, offset, lengths),
+ * built from the published indexes, minus the locations removal records
+ * withdraw, with retired packs ranked last.
+ *
+ * Refresh lists the reserved refs and loads only the records it has not
+ * seen; each record is read once with a length bound (a range read of at
+ * most `maxIndexBytes + 1` bytes), verified against its hash, decoded with
+ * every check of `format.ts`, and kept in the optional local cache store so
+ * that a reopened store does not download it again. A damaged record is
+ * set aside and reported (see {@link Catalog.damaged}); it never makes the
+ * catalog claim bytes it cannot vouch for.
+ *
+ * @module
+ */
+import { CorruptStoreError, IntegrityError } from '../../errors.js';
+import type { Hash } from '../../hash.js';
+import { mapConcurrent, verifyBytes } from '../../object-io.js';
+import type { Store } from '../../store.js';
+import type { IndexCache } from './index-cache.js';
+import {
+  decodeIndex,
+  decodeRemovals,
+  decodeRetirement,
+  hashOfRefName,
+  INDEX_REF_PREFIX,
+  REMOVED_REF_PREFIX,
+  RETIRED_REF_PREFIX,
+  type FormatLimits,
+  type IndexEntry,
+  type PackIndex,
+  type Removal,
+} from './format.js';
+
+/** Where one copy of a blob is. */
+export interface Location extends IndexEntry {
+  readonly pack: Hash;
+  readonly packLength: number;
+  readonly index: Hash;
+}
+
+const LOAD_CONCURRENCY = 16;
+
+/** See the module comment. */
+export class Catalog {
+  readonly #locations = new Map<string, Location[]>();
+  readonly #indexes = new Map<string, PackIndex>();
+  readonly #removalRecords = new Map<string, readonly Removal[]>();
+  readonly #removed = new Set<string>();
+  readonly #retired = new Map<string, { record: Hash; retiredAtMs: number }>();
+  /** Record hashes (text) found damaged, with the error; retried on no refresh (they are immutable). */
+  readonly #damaged = new Map<string, CorruptStoreError | IntegrityError>();
+  /** Objects of the inner store that belong to this layer (packs and records), by text form. */
+  readonly #owned = new Set<string>();
+
+  constructor(
+    readonly inner: Store,
+    readonly limits: FormatLimits,
+    readonly cache: IndexCache | undefined,
+  ) {}
+
+  /** Live copies of a blob, non-retired packs first; empty when it is not packed. */
+  locate(hash: Hash): Location[] {
+    const all = this.#locations.get(hash.toString());
+    if (all === undefined) return [];
+    const live = all.filter((l) => !this.#removed.has(removalKey(l.pack, hash)));
+    return live.sort((a, b) => Number(this.#retired.has(a.pack.hex)) - Number(this.#retired.has(b.pack.hex)));
+  }
+
+  /** True when the blob has a live packed copy. */
+  has(hash: Hash): boolean {
+    return this.locate(hash).length > 0;
+  }
+
+  /** Every blob hash with a live copy. */
+  *liveHashes(): Iterable<Hash> {
+    for (const list of this.#locations.values()) {
+      const first = list[0]!;
+      if (this.locate(first.hash).length > 0) yield first.hash;
+    }
+  }
+
+  /** True for an inner object that is a pack or a record of this layer. */
+  owns(hash: Hash): boolean {
+    return this.#owned.has(hash.toString());
+  }
+
+  /** Errors of the damaged records seen so far. */
+  damaged(): (CorruptStoreError | IntegrityError)[] {
+    return [...this.#damaged.values()];
+  }
+
+  indexes(): ReadonlyMap<string, PackIndex> {
+    return this.#indexes;
+  }
+
+  removalRecords(): ReadonlyMap<string, readonly Removal[]> {
+    return this.#removalRecords;
+  }
+
+  retired(): ReadonlyMap<string, { record: Hash; retiredAtMs: number }> {
+    return this.#retired;
+  }
+
+  isRemoved(pack: Hash, hash: Hash): boolean {
+    return this.#removed.has(removalKey(pack, hash));
+  }
+
+  /** Adds an index this process just published (no read needed). */
+  addIndex(indexHash: Hash, index: PackIndex): void {
+    if (this.#indexes.has(indexHash.hex)) return;
+    this.#indexes.set(indexHash.hex, index);
+    this.#owned.add(indexHash.toString());
+    this.#owned.add(index.pack.toString());
+    for (const entry of index.entries) {
+      const key = entry.hash.toString();
+      const list = this.#locations.get(key) ?? [];
+      if (!list.some((l) => l.pack.equals(index.pack) && l.offset === entry.offset)) {
+        list.push({ ...entry, pack: index.pack, packLength: index.packLength, index: indexHash });
+      }
+      this.#locations.set(key, list);
+    }
+  }
+
+  /** Keeps a record this process wrote in the local cache, so that a reopened store need not download it. */
+  async remember(bytes: Uint8Array): Promise<void> {
+    if (this.cache !== undefined) await this.cache.put(bytes).catch(() => undefined);
+  }
+
+  /** Adds a removal record this process just published. */
+  addRemovals(recordHash: Hash, removals: readonly Removal[]): void {
+    this.#removalRecords.set(recordHash.hex, removals);
+    this.#owned.add(recordHash.toString());
+    for (const r of removals) this.#removed.add(removalKey(r.pack, r.hash));
+  }
+
+  addRetirement(pack: Hash, record: Hash, retiredAtMs: number): void {
+    this.#retired.set(pack.hex, { record, retiredAtMs });
+    this.#owned.add(record.toString());
+  }
+
+  /** Forgets an index whose ref is gone (its pack was collected). */
+  dropIndex(indexHex: string): void {
+    const index = this.#indexes.get(indexHex);
+    if (index === undefined) return;
+    this.#indexes.delete(indexHex);
+    for (const entry of index.entries) {
+      const key = entry.hash.toString();
+      const rest = (this.#locations.get(key) ?? []).filter((l) => l.index.hex !== indexHex);
+      if (rest.length === 0) this.#locations.delete(key);
+      else this.#locations.set(key, rest);
+    }
+  }
+
+  dropRemovals(recordHex: string): void {
+    const removals = this.#removalRecords.get(recordHex);
+    if (removals === undefined) return;
+    this.#removalRecords.delete(recordHex);
+    for (const r of removals) this.#removed.delete(removalKey(r.pack, r.hash));
+    for (const other of this.#removalRecords.values()) for (const r of other) this.#removed.add(removalKey(r.pack, r.hash));
+  }
+
+  /**
+   * Lists the reserved refs and loads every record not seen yet; forgets
+   * records whose refs are gone. Costs one listing plus one read per new
+   * record (none for records in the local cache).
+   */
+  async refresh(signal?: AbortSignal): Promise<void> {
+    // One refresh at a time (no record loaded twice); a caller that finds one running starts its own after it, so it sees what was published before it asked.
+    const previous = this.#refreshing;
+    const mine = (async () => {
+      if (previous !== undefined) await previous.catch(() => undefined);
+      await this.#refresh(signal);
+      this.refreshedAt = Date.now();
+    })();
+    this.#refreshing = mine;
+    try {
+      await mine;
+    } finally {
+      if (this.#refreshing === mine) this.#refreshing = undefined;
+    }
+  }
+
+  /** When the last refresh finished (ms since the epoch), 0 before the first. */
+  refreshedAt = 0;
+  #refreshing: Promise<void> | undefined;
+
+  async #refresh(signal: AbortSignal | undefined): Promise<void> {
+    // Only records known before the listing may be forgotten: one published during it may be missing from it.
+    const knownIndexes = [...this.#indexes.keys()];
+    const knownRemovals = [...this.#removalRecords.keys()];
+    const knownRetired = [...this.#retired.keys()];
+    const indexRefs = new Map<string, Hash>();
+    const removalRefs = new Map<string, Hash>();
+    const retiredRefs = new Map<string, Hash>();
+    for await (const ref of this.inner.listRefs('.cairn/packs/', { signal })) {
+      for (const [prefix, into] of [[INDEX_REF_PREFIX, indexRefs], [REMOVED_REF_PREFIX, removalRefs], [RETIRED_REF_PREFIX, retiredRefs]] as const) {
+        const named = hashOfRefName(ref.name, prefix);
+        if (named === undefined) continue;
+        if (prefix !== RETIRED_REF_PREFIX && !named.equals(ref.hash)) {
+          this.#damaged.set(ref.hash.toString(), new CorruptStoreError(`ref ${ref.name} names record ${ref.hash.toString()}, not the one its name carries; delete the ref`, { ref: ref.name, key: ref.hash.toString() }));
+          continue;
+        }
+        into.set(named.hex, ref.hash);
+      }
+    }
+    for (const hex of knownIndexes) if (!indexRefs.has(hex)) this.dropIndex(hex);
+    for (const hex of knownRemovals) if (!removalRefs.has(hex)) this.dropRemovals(hex);
+    for (const hex of knownRetired) if (!retiredRefs.has(hex)) this.#retired.delete(hex);
+
+    const newIndexes = [...indexRefs.values()].filter((h) => !this.#indexes.has(h.hex) && !this.#damaged.has(h.toString()));
+    await mapConcurrent(newIndexes, LOAD_CONCURRENCY, async (hash) => {
+      const bytes = await this.#load(hash, signal);
+      if (bytes === undefined) return;
+      try {
+        this.addIndex(hash, decodeIndex(bytes, hash, this.limits));
+      } catch (error) {
+        if (!(error instanceof CorruptStoreError)) throw error;
+        this.#damaged.set(hash.toString(), error);
+      }
+    });
+    const newRemovals = [...removalRefs.values()].filter((h) => !this.#removalRecords.has(h.hex) && !this.#damaged.has(h.toString()));
+    await mapConcurrent(newRemovals, LOAD_CONCURRENCY, async (hash) => {
+      const bytes = await this.#load(hash, signal);
+      if (bytes === undefined) return;
+      try {
+        this.addRemovals(hash, decodeRemovals(bytes, hash, this.limits));
+      } catch (error) {
+        if (!(error instanceof CorruptStoreError)) throw error;
+        this.#damaged.set(hash.toString(), error);
+      }
+    });
+    const newRetired = [...retiredRefs.entries()].filter(([hex]) => !this.#retired.has(hex));
+    await mapConcurrent(newRetired, LOAD_CONCURRENCY, async ([hex, record]) => {
+      const bytes = await this.#load(record, signal);
+      if (bytes === undefined) return;
+      try {
+        const retirement = decodeRetirement(bytes, record);
+        if (retirement.pack.hex !== hex) throw new CorruptStoreError(`retirement record ${record.toString()} names another pack than its ref`, { key: record.toString() });
+        this.addRetirement(retirement.pack, record, retirement.retiredAtMs);
+      } catch (error) {
+        if (!(error instanceof CorruptStoreError)) throw error;
+        this.#damaged.set(record.toString(), error);
+      }
+    });
+  }
+
+  /** A record's verified bytes, from the local cache or one bounded read; undefined when damaged or gone. */
+  async #load(hash: Hash, signal: AbortSignal | undefined): Promise<Uint8Array | undefined> {
+    if (this.cache !== undefined) {
+      try {
+        return await this.cache.get(hash, { signal });
+      } catch {
+        // Not cached (or a damaged cache copy, which the cache store reported and we re-read).
+      }
+    }
+    let bytes: Uint8Array;
+    try {
+      bytes = await this.inner.getRange(hash, 0, this.limits.maxIndexBytes + 1, { signal });
+    } catch (error) {
+      // A ref whose record was removed between the listing and the read: a collector is at work; skip it.
+      if (error instanceof Error && (error as { code?: string }).code === 'ERR_NOT_FOUND') return undefined;
+      throw error;
+    }
+    if (bytes.length > this.limits.maxIndexBytes) {
+      this.#damaged.set(hash.toString(), new CorruptStoreError(`pack record ${hash.toString()} is over the ${this.limits.maxIndexBytes}-byte limit; it was not loaded`, { key: hash.toString() }));
+      return undefined;
+    }
+    try {
+      verifyBytes(hash, bytes);
+    } catch (error) {
+      this.#damaged.set(hash.toString(), error as IntegrityError);
+      return undefined;
+    }
+    if (this.cache !== undefined) await this.cache.put(bytes, { signal }).catch(() => undefined);
+    return bytes;
+  }
+}
+
+function removalKey(pack: Hash, hash: Hash): string {
+  return `${pack.hex}/${hash.toString()}`;
+}

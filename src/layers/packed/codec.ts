@@ -1,0 +1,115 @@
+/**
+ * The blob codec: the one place where a blob's bytes are transformed on the
+ * way into a pack and back. Today it compresses (zstd, per blob, skipped
+ * when it does not pay); encryption will be a second step of the same seam,
+ * so that the writer and the reader never look inside stored bytes.
+ *
+ * zstd comes from `@bokuweb/zstd-wasm` (WebAssembly: the same code on Node 20
+ * and 24, no native build, no download at install). Its `decompress`
+ * allocates what the frame header declares, so a frame is only decoded after
+ * {@link zstdContentSize} has checked that it declares exactly the length
+ * the index promised: memory is bounded by the index entry, never by the
+ * remote's bytes.
+ *
+ * @module
+ */
+import { createRequire } from 'node:module';
+import { IntegrityError } from '../../errors.js';
+import type { Hash } from '../../hash.js';
+import { Compression, type CompressionCode } from './format.js';
+
+interface ZstdWasm {
+  init(): Promise<void>;
+  compress(bytes: Uint8Array, level?: number): Uint8Array;
+  decompress(bytes: Uint8Array): Uint8Array;
+}
+
+// Loaded on first use, not at import: importing the library (or starting the CLI) must not pay for the WebAssembly module.
+// The package is CommonJS with a WebAssembly file beside it; require keeps its own loader happy.
+let zstdModule: ZstdWasm | undefined;
+let ready: Promise<void> | undefined;
+function zstd(): ZstdWasm {
+  return (zstdModule ??= createRequire(import.meta.url)('@bokuweb/zstd-wasm') as ZstdWasm);
+}
+
+/** Stored bytes and how they were encoded. */
+export interface EncodedBlob {
+  readonly bytes: Uint8Array;
+  readonly compression: CompressionCode;
+}
+
+/** Transforms blob bytes for storage and back. */
+export interface BlobCodec {
+  /** Loads what the codec needs (the WebAssembly module); call once before encode/decode. */
+  ready(): Promise<void>;
+  encode(raw: Uint8Array): EncodedBlob;
+  /** Decodes stored bytes into exactly `rawLength` bytes, or throws {@link IntegrityError} naming `hash`. */
+  decode(stored: Uint8Array, compression: CompressionCode, rawLength: number, hash: Hash): Uint8Array;
+}
+
+/** Options of {@link blobCodec}. */
+export interface CodecOptions {
+  /** `'zstd'` or `'none'`. @default 'zstd' */
+  compression?: 'zstd' | 'none' | undefined;
+  /** zstd level, 1 (fast) to 19. @default 3 */
+  level?: number | undefined;
+}
+
+/** Blobs shorter than this are stored as they are: a zstd frame header alone would eat the gain. */
+const MIN_COMPRESS_BYTES = 64;
+
+/**
+ * The declared content size of a single zstd frame, or undefined when the
+ * frame has no such field, uses a dictionary, or is not a zstd frame.
+ */
+export function zstdContentSize(frame: Uint8Array): number | undefined {
+  if (frame.length < 6 || frame[0] !== 0x28 || frame[1] !== 0xb5 || frame[2] !== 0x2f || frame[3] !== 0xfd) return undefined;
+  const descriptor = frame[4]!;
+  const fcsFlag = descriptor >> 6;
+  const singleSegment = (descriptor >> 5) & 1;
+  if ((descriptor & 0x3) !== 0) return undefined;
+  const fcsBytes = [singleSegment ? 1 : 0, 2, 4, 8][fcsFlag]!;
+  if (fcsBytes === 0) return undefined;
+  const at = 5 + (singleSegment ? 0 : 1);
+  if (frame.length < at + fcsBytes) return undefined;
+  let value = 0;
+  for (let i = fcsBytes - 1; i >= 0; i--) value = value * 256 + frame[at + i]!;
+  return fcsBytes === 2 ? value + 256 : value;
+}
+
+function damaged(hash: Hash, problem: string, cause?: unknown): IntegrityError {
+  return new IntegrityError(`object ${hash.toString()} is corrupt in its pack: ${problem}`, { key: hash.toString(), cause });
+}
+
+/** The codec the packed layer uses; see {@link CodecOptions}. */
+export function blobCodec(options: CodecOptions = {}): BlobCodec {
+  const useZstd = (options.compression ?? 'zstd') === 'zstd';
+  const level = options.level ?? 3;
+  return {
+    // Always loaded: a store that writes uncompressed still reads blobs other writers compressed.
+    ready: () => (ready ??= zstd().init()),
+    encode(raw) {
+      if (!useZstd || raw.length < MIN_COMPRESS_BYTES) return { bytes: raw, compression: Compression.none };
+      const packed = zstd().compress(raw, level);
+      // Keep the compressed form only when it saves at least 1/16 of the bytes: below that, decoding costs more than it saves.
+      if (packed.length > raw.length - raw.length / 16) return { bytes: raw, compression: Compression.none };
+      return { bytes: packed, compression: Compression.zstd };
+    },
+    decode(stored, compression, rawLength, hash) {
+      if (compression === Compression.none) {
+        if (stored.length !== rawLength) throw damaged(hash, `${stored.length} bytes stored for ${rawLength}`);
+        return stored;
+      }
+      const declared = zstdContentSize(stored);
+      if (declared !== rawLength) throw damaged(hash, `its zstd frame declares ${String(declared)} bytes, the index ${rawLength}`);
+      let out: Uint8Array;
+      try {
+        out = zstd().decompress(stored);
+      } catch (cause) {
+        throw damaged(hash, 'its zstd frame does not decode', cause);
+      }
+      if (out.length !== rawLength) throw damaged(hash, `it decodes to ${out.length} bytes, not ${rawLength}`);
+      return out;
+    },
+  };
+}
