@@ -2,10 +2,10 @@
  * Ref writes whose answers are lost (issue 16), on MinIO and on moto: four
  * processes swap one ref through a proxy that drops 30% of all answers
  * after the server gave them and delays the rest by 0-300 ms, with the
- * SDK's retries off (maxAttempts 1). Two 6-second windows drop every
- * answer (a partition after the server): a write sent just before one
- * cannot be read back, so its outcome is really unknown and must be
- * settled afterwards. Each written value names the value it
+ * SDK's retries off (maxAttempts 1). Twice, the answer to a ref write is
+ * dropped and then every answer for 7 seconds (a partition after the
+ * server): that writer cannot read the ref back, so its outcome is really
+ * unknown and must be settled afterwards. Each written value names the value it
  * replaces, so the chain of writes that landed is rebuilt from the final
  * value alone, and every attempt's reported outcome is checked against it:
  *
@@ -95,12 +95,9 @@ for (const server of servers) {
         const workers = Array.from({ length: PROCESSES }, (_, i) => runWorker(server, prefix, proxy.endpoint, i));
         await Promise.all(workers.map((w) => w.ready));
         for (const worker of workers) worker.go();
-        const partitions = [3000, 16_000].map((at) =>
-          setTimeout(() => {
-            proxy.setLossRate(1);
-            setTimeout(() => proxy.setLossRate(0.3), 6000);
-          }, at),
-        );
+        // Twice, a ref write lands and then nothing gets through for longer than a writer reads back for.
+        const refWrite = (head: string): boolean => head.startsWith('PUT ') && head.includes(`/${prefix}refs/`);
+        const partitions = [3000, 16_000].map((at) => setTimeout(() => proxy.partitionAfterNext(refWrite, 7000), at));
         const records = (await Promise.all(workers.map((w) => w.done))).flat();
         const landed = await landedChain(truth);
         const isLanded = (r: AttemptRecord): boolean => landed.has(r.value);

@@ -115,6 +115,11 @@ export interface ChaosProxy extends Proxy {
   readonly bytesToClients: () => number;
   /** Changes the share of answers dropped from now on (1: a network partition after the server). */
   setLossRate(rate: number): void;
+  /**
+   * Drops the answer to the next request whose head matches, then every
+   * answer for `ms` milliseconds: a write that landed, then a partition.
+   */
+  partitionAfterNext(match: (head: string) => boolean, ms: number): void;
 }
 
 /**
@@ -127,6 +132,7 @@ export interface ChaosProxy extends Proxy {
 export async function chaosProxy(target: string, options: { lossRate: number; maxDelayMs: number }): Promise<ChaosProxy> {
   const url = new URL(target);
   let lossRate = options.lossRate;
+  let armed: { match: (head: string) => boolean; ms: number } | undefined;
   let dropped = 0;
   let answered = 0;
   let bytes = 0;
@@ -135,16 +141,25 @@ export async function chaosProxy(target: string, options: { lossRate: number; ma
     const upstream = connect(Number(url.port), url.hostname);
     sockets.add(client).add(upstream);
     let answerStarts = false;
+    let head = '';
     // Answers go out in order: each chunk waits for the one before (and for its answer's delay).
     let queue = Promise.resolve();
     client.on('data', (chunk: Buffer) => {
+      if (!answerStarts) head = chunk.toString('latin1', 0, Math.min(chunk.length, 2048));
       answerStarts = true;
       upstream.write(chunk);
     });
     upstream.on('data', (chunk: Buffer) => {
       if (answerStarts) {
         answerStarts = false;
-        if (Math.random() < lossRate) {
+        const partition = armed !== undefined && armed.match(head) ? armed : undefined;
+        if (partition !== undefined) {
+          armed = undefined;
+          const rate = lossRate;
+          lossRate = 1;
+          setTimeout(() => (lossRate = rate), partition.ms);
+        }
+        if (partition !== undefined || Math.random() < lossRate) {
           dropped++;
           client.destroy();
           upstream.destroy();
@@ -183,6 +198,9 @@ export async function chaosProxy(target: string, options: { lossRate: number; ma
     bytesToClients: () => bytes,
     setLossRate: (rate) => {
       lossRate = rate;
+    },
+    partitionAfterNext: (match, ms) => {
+      armed = { match, ms };
     },
     close: () =>
       new Promise((resolve) => {
