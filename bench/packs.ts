@@ -15,7 +15,8 @@
 import { channel } from 'node:diagnostics_channel';
 import { randomBytes } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
-import { memoryStore, s3Store, type Hash, type S3Store, type Store } from '../src/index.js';
+import { memoryStore, type Hash, type S3Store, type Store } from '../src/index.js';
+import { s3Store } from '../src/backends/s3.js';
 import { packed, type PackedOptions } from '../src/layers/packed/packed.js';
 import { startMinio, type RunningServer } from '../test/support/servers.js';
 import { percentile, printTable, type Row } from './table.js';

@@ -32,7 +32,7 @@ export {
 // Types only: the S3 and Redis backends load the AWS SDK and ioredis, which a
 // user of the memory or disk store should not pay for. Import them from
 // 'cairn/backends/s3' and 'cairn/backends/redis'.
-export type { S3Store, S3StoreOptions } from './backends/s3.js';
+export type { S3Store, S3StoreOptions, ForeignEntry, ForeignListener } from './backends/s3.js';
 export type { RedisStore, RedisStoreOptions } from './backends/redis.js';
 export { eventStreams, EventStreams, type EventStreamsOptions, type StreamEvent, type StreamReadOptions } from './data/streams.js';
 export { keyValue, KeyValue, type KeyValueEncoding, type KeyValueOptions, type KeyValueSwap } from './data/kv.js';

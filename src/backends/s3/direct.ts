@@ -1,15 +1,20 @@
 /**
- * A lean request path for the hot small-object calls (PUT, GET, HEAD of one
- * key): SigV4-signed `node:http(s)` requests on the store's keep-alive agent,
- * without the SDK's middleware stack.
+ * A lean request path for single-key calls (PUT, GET, HEAD of one key,
+ * whole, ranged or streamed): SigV4-signed `node:http(s)` requests on the
+ * store's keep-alive agent, without the SDK's middleware stack.
  *
  * Why: on these machines the SDK spends about 1-1.2 ms of CPU per 4 KiB
  * PutObject (endpoint rules, middleware, retry bookkeeping), this path about
  * 0.45 ms (measured in `bench/s3.ts`'s setting), and on a small machine
  * shared with the server the client's CPU is the throughput. The SDK still
- * does everything else: large transfers, listings, ref writes, credentials
+ * does everything else: multipart transfers, listings, deletes, credentials
  * (this path asks the SDK client's credential provider, so the standard
- * chain, refresh and session tokens behave the same).
+ * chain, refresh and session tokens behave the same). `transport.ts` puts
+ * both behind one interface.
+ *
+ * Answers come back with their body unread; {@link readBody} reads one
+ * whole, bounded by what the caller expects rather than by what the server
+ * sends.
  *
  * Failures are thrown in the SDK's shape (`name` = S3 error code,
  * `$metadata.httpStatusCode`, `$metadata.attempts`), so `errors.ts` maps
@@ -22,6 +27,7 @@
 import { createHash, createHmac } from 'node:crypto';
 import { request as httpRequest, type Agent as HttpAgent, type IncomingMessage } from 'node:http';
 import { request as httpsRequest, type Agent as HttpsAgent } from 'node:https';
+import type { Readable } from 'node:stream';
 import { SignatureV4 } from '@smithy/signature-v4';
 import { sleep } from '../../abort.js';
 
@@ -41,11 +47,11 @@ export interface DirectSettings {
   readonly maxAttempts: number;
 }
 
-/** A response with its body read. */
+/** A 2xx answer whose body is not read yet: the caller reads or destroys it. */
 export interface DirectResponse {
   readonly status: number;
   readonly headers: IncomingMessage['headers'];
-  readonly body: Buffer;
+  readonly body: IncomingMessage;
 }
 
 /** An S3 error answer, shaped like the SDK's service exceptions. */
@@ -83,6 +89,8 @@ export class NodeSha256 {
 }
 
 const EMPTY_SHA256 = 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855';
+/** Error answers are read this far for their code and message; the rest is dropped. */
+const MAX_ERROR_BODY = 64 * 1024;
 const STATUS_CODES: Record<number, string> = { 304: 'NotModified', 403: 'Forbidden', 404: 'NotFound', 412: 'PreconditionFailed' };
 
 /** RFC 3986 encoding of one path segment, as SigV4 wants it. */
@@ -120,9 +128,11 @@ export class DirectClient {
   }
 
   /**
-   * Sends one request, retrying throttling, 5xx and network failures. Resolves
-   * with any 2xx answer; rejects with an {@link S3ResponseError} for others
-   * and with the network error (carrying `$metadata.attempts`) if all failed.
+   * Sends one request, retrying throttling, 5xx and network failures that
+   * happen before an answer arrives. Resolves with any 2xx answer, its body
+   * unread; rejects with an {@link S3ResponseError} for others (their body
+   * read up to {@link MAX_ERROR_BODY} bytes) and with the network error
+   * (carrying `$metadata.attempts`) if every attempt failed.
    */
   async send(
     method: 'GET' | 'PUT' | 'HEAD',
@@ -137,30 +147,39 @@ export class DirectClient {
       let outcome: DirectResponse | Error;
       try {
         outcome = await this.#once(method, path, body, sha256, options.headers, options.signal);
+        if (outcome.status >= 300) outcome = await this.#errorOf(outcome, method === 'HEAD', attempt);
       } catch (error) {
         outcome = error as Error;
       }
-      if (outcome instanceof Error) {
+      if (!(outcome instanceof Error)) return outcome;
+      if (outcome instanceof S3ResponseError) {
+        const status = outcome.$metadata.httpStatusCode;
+        const throttled = status >= 500 || status === 429 || outcome.Code === 'SlowDown';
+        if (!throttled || attempt >= maxAttempts) throw outcome;
+      } else {
         // Only connection failures are worth another try; a credentials error or an abort is not.
         const transient = outcome.name === 'TimeoutError' || /^(E[A-Z]+|UND_ERR_SOCKET)$/.test(String((outcome as { code?: unknown }).code));
         const aborted = options.signal?.aborted === true || outcome.name === 'AbortError';
         if (!transient || aborted || attempt >= maxAttempts) throw Object.assign(outcome, { $metadata: { attempts: attempt } });
-      } else if (outcome.status < 300) {
-        return outcome;
-      } else {
-        const error = this.#errorOf(outcome, attempt);
-        const throttled = outcome.status >= 500 || outcome.status === 429 || error.Code === 'SlowDown';
-        if (!throttled || attempt >= maxAttempts) throw error;
       }
       await sleep(Math.random() * Math.min(20_000, 100 * 2 ** attempt), options.signal);
     }
   }
 
-  #errorOf(response: DirectResponse, attempts: number): S3ResponseError {
-    const text = response.body.toString('utf8');
+  /** Reads an error answer's code and message from at most {@link MAX_ERROR_BODY} bytes of it. */
+  async #errorOf(response: DirectResponse, bodiless: boolean, attempts: number): Promise<S3ResponseError> {
+    let text = '';
+    // A HEAD answer has no body, whatever its content-length says (it was drained on arrival).
+    if (!bodiless) {
+      try {
+        text = (await readBody(response.body, declaredLength(response.headers), MAX_ERROR_BODY, undefined)).toString('utf8');
+      } catch {
+        // The status says enough; a body cut off or too long adds nothing we trust.
+      }
+    }
     const code = /<Code>([^<]*)<\/Code>/.exec(text)?.[1] ?? STATUS_CODES[response.status] ?? 'Unknown';
     const message = /<Message>([^<]*)<\/Message>/.exec(text)?.[1] ?? '';
-    return new S3ResponseError(response.status, code, message, attempts);
+    return new S3ResponseError(response.status, code, message.slice(0, 300), attempts);
   }
 
   async #once(
@@ -195,29 +214,14 @@ export class DirectClient {
           ...(this.#settings.pathStyle ? {} : { servername: this.#hostname }),
         },
         (res) => {
-          const chunks: Buffer[] = [];
-          let received = 0;
-          // A large body is copied into one buffer as it arrives, not held twice by a final concat.
-          const length = method === 'GET' && res.statusCode === 200 ? Number(res.headers['content-length']) : Number.NaN;
-          const whole = Number.isSafeInteger(length) && length > 1 << 20 ? Buffer.allocUnsafe(length) : undefined;
-          res.on('data', (chunk: Buffer) => {
-            if (whole === undefined) chunks.push(chunk);
-            else if (received + chunk.length <= whole.length) chunk.copy(whole, received);
-            received += chunk.length;
-          });
-          res.on('end', () => {
-            if (whole !== undefined && received !== whole.length) {
-              reject(Object.assign(new Error(`the response body had ${received} of ${whole.length} bytes`), { code: 'ECONNRESET' }));
-              return;
-            }
-            resolve({ status: res.statusCode ?? 0, headers: res.headers, body: whole ?? (chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks)) });
-          });
-          res.on('error', reject);
-          res.on('aborted', () => reject(Object.assign(new Error('the response was cut off'), { code: 'ECONNRESET' })));
+          // A body-less answer is drained here so its socket goes back to the pool.
+          if (method === 'HEAD') res.resume();
+          resolve({ status: res.statusCode ?? 0, headers: res.headers, body: res });
         },
       );
       req.on('error', reject);
-      // A stalled connection or server fails the request instead of hanging it.
+      // A stalled connection or server fails the request instead of hanging it (an idle timeout: it
+      // also covers a body being read, and ends a stream whose reader stalls that long).
       req.setTimeout(this.#settings.requestTimeoutMs, () =>
         req.destroy(Object.assign(new Error(`no data for ${this.#settings.requestTimeoutMs} ms`), { name: 'TimeoutError', code: 'ETIMEDOUT' })),
       );
@@ -232,5 +236,89 @@ export class DirectClient {
       });
       req.end(body === undefined ? undefined : Buffer.from(body.buffer, body.byteOffset, body.length));
     });
+  }
+}
+
+/** The `content-length` of an answer, if it declared a usable one. */
+export function declaredLength(headers: IncomingMessage['headers']): number | undefined {
+  const text = headers['content-length'];
+  const value = Number(text);
+  return text !== undefined && text !== '' && Number.isSafeInteger(value) && value >= 0 ? value : undefined;
+}
+
+/**
+ * Reads a whole body (of a direct answer or an SDK one). With `maxBytes`, a
+ * body that declares or sends more is refused with {@link BodyTooLargeError}
+ * as soon as that is known (before reading any of it when its length is
+ * declared), and the stream destroyed so its socket is not reused. A body
+ * shorter than it declared is a network error (`ECONNRESET`).
+ */
+export function readBody(
+  stream: Readable,
+  declared: number | undefined,
+  maxBytes: number | undefined,
+  signal: AbortSignal | undefined,
+): Promise<Buffer> {
+  if (maxBytes !== undefined && declared !== undefined && declared > maxBytes) {
+    stream.destroy();
+    return Promise.reject(new BodyTooLargeError(maxBytes, declared));
+  }
+  if (stream.readableEnded) return Promise.resolve(Buffer.alloc(0));
+  if (stream.destroyed) return Promise.reject(Object.assign(new Error('the response was cut off'), { code: 'ECONNRESET' }));
+  return new Promise<Buffer>((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let received = 0;
+    // A large body is copied into one buffer as it arrives, not held twice by a final concat.
+    const whole = declared !== undefined && declared > 1 << 20 ? Buffer.allocUnsafe(declared) : undefined;
+    const onAbort = (): void => done(Object.assign(new Error('aborted'), { name: 'AbortError' }));
+    signal?.addEventListener('abort', onAbort, { once: true });
+    let settled = false;
+    function done(error: Error | undefined, value?: Buffer): void {
+      if (settled) return;
+      settled = true;
+      signal?.removeEventListener('abort', onAbort);
+      if (error === undefined) {
+        resolve(value!);
+        return;
+      }
+      stream.destroy();
+      reject(error);
+    }
+    stream.on('data', (chunk: Buffer) => {
+      if (settled) return;
+      if ((maxBytes !== undefined && received + chunk.length > maxBytes) || (whole !== undefined && received + chunk.length > whole.length)) {
+        done(maxBytes !== undefined && received + chunk.length > maxBytes
+          ? new BodyTooLargeError(maxBytes, undefined)
+          : Object.assign(new Error(`the response body is longer than the ${declared} bytes it declared`), { code: 'ECONNRESET' }));
+        return;
+      }
+      if (whole === undefined) chunks.push(chunk);
+      else chunk.copy(whole, received);
+      received += chunk.length;
+    });
+    stream.on('end', () => {
+      if (declared !== undefined && received !== declared) {
+        done(Object.assign(new Error(`the response body had ${received} of ${declared} bytes`), { code: 'ECONNRESET' }));
+        return;
+      }
+      done(undefined, whole ?? (chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, received)));
+    });
+    stream.on('error', (error) => done(error));
+    stream.on('aborted', () => done(Object.assign(new Error('the response was cut off'), { code: 'ECONNRESET' })));
+    stream.on('close', () => done(Object.assign(new Error('the response was cut off'), { code: 'ECONNRESET' })));
+  });
+}
+
+/** A body longer than the reader allows: thrown without reading the rest. */
+export class BodyTooLargeError extends Error {
+  override readonly name = 'BodyTooLargeError';
+  /** The ETag of the refused body, when the transport knows it. */
+  etag: string | undefined;
+  constructor(
+    readonly limit: number,
+    /** The length the answer declared, if it did. */
+    readonly declared: number | undefined,
+  ) {
+    super(declared === undefined ? `the body is longer than ${limit} bytes` : `the body is ${declared} bytes, more than ${limit}`);
   }
 }
