@@ -169,11 +169,31 @@ export async function startMinio(bucket = 'cairn-test'): Promise<RunningServer> 
   }
 }
 
+/**
+ * moto's server, with each request handled under one lock. moto checks a
+ * conditional PUT and then stores the object without holding a lock, so on
+ * its threaded server two racing `If-Match` writers can both win (a lost
+ * update that real S3 and MinIO never allow: the 8 x 50 increment case ends
+ * at 398). Serialising requests makes moto keep the contract the suite
+ * checks, while connections still run on their own threads.
+ */
+const MOTO_LAUNCHER = `
+import sys, threading
+from moto.server import DomainDispatcherApplication, create_backend_app
+from werkzeug.serving import run_simple
+app = DomainDispatcherApplication(create_backend_app)
+lock = threading.Lock()
+def serialised(environ, start_response):
+    with lock:
+        return list(app(environ, start_response))
+run_simple(sys.argv[1], int(sys.argv[2]), serialised, threaded=True)
+`;
+
 /** Starts moto's S3 server (`pip install 'moto[server]'`) with one bucket. */
 export async function startMoto(bucket = 'cairn-test'): Promise<RunningServer> {
   const port = await freePort();
   const output: string[] = [];
-  const child = spawn('moto_server', ['-H', '127.0.0.1', '-p', String(port)], {
+  const child = spawn('python3', ['-c', MOTO_LAUNCHER, '127.0.0.1', String(port)], {
     env: { ...process.env, AWS_ACCESS_KEY_ID: 'moto', AWS_SECRET_ACCESS_KEY: 'moto' },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
