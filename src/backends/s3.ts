@@ -81,6 +81,7 @@ import {
   visibleValue,
   type RefState,
 } from './s3/ref-body.js';
+import { directMultipart, sdkMultipart } from './s3/multipart.js';
 import { uploadBuffer, uploadStream, type UploadContext } from './s3/upload.js';
 
 const MiB = 1024 * 1024;
@@ -320,8 +321,7 @@ export class S3Store implements Store {
             });
     }
     this.#upload = {
-      client: this.#client,
-      bucket: this.bucket,
+      api: this.#direct === undefined ? sdkMultipart(this.#client, this.bucket) : directMultipart(this.#direct, this.bucket),
       partSize,
       queueSize,
       exists: (key, signal) => this.#exists(key, signal, key),
