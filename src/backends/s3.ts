@@ -82,9 +82,13 @@ import {
   type RefState,
 } from './s3/ref-body.js';
 import { directMultipart, sdkMultipart } from './s3/multipart.js';
+import { rangedChunks, type FetchRange } from './s3/ranged-get.js';
 import { uploadBuffer, uploadStream, type UploadContext } from './s3/upload.js';
 
 const MiB = 1024 * 1024;
+/** Bytes per ranged GET of `getStream`, and ranges in flight: chosen by measurement (`bench/s3.ts`). */
+const GET_RANGE_SIZE = 8 * MiB;
+const GET_RANGES_IN_FLIGHT = 4;
 
 /** Options of {@link s3Store}. */
 export interface S3StoreOptions {
@@ -144,17 +148,16 @@ export interface S3StoreOptions {
    */
   multipartThreshold?: number | undefined;
   /**
-   * Bytes per part of a multipart upload (S3 minimum 5 MiB). One large put
-   * holds about `partSize * (queueSize + 1)` bytes, plus chunks already sent
-   * that the garbage collector has not freed yet (measured: a 1 GiB stream
-   * grows RSS by under 100 MiB with the defaults).
+   * Bytes per part of a multipart upload (S3 minimum 5 MiB). A streamed put
+   * holds `partSize * (queueSize + 1)` bytes in part buffers it reuses
+   * (40 MiB with the defaults, chosen by measurement in `bench/s3.ts`).
    * @default 8 MiB
    */
   partSize?: number | undefined;
   /**
    * Parts of one upload in flight at once. More helps on high-latency links
    * and costs `partSize` bytes of memory each.
-   * @default 2
+   * @default 4
    */
   queueSize?: number | undefined;
   /**
@@ -275,7 +278,7 @@ export class S3Store implements Store {
     this.#threshold = nonNegativeInt('multipartThreshold', options.multipartThreshold, 16 * MiB);
     const partSize = nonNegativeInt('partSize', options.partSize, 8 * MiB);
     if (partSize < 5 * MiB) throw new InvalidArgumentError(`the partSize option must be at least 5 MiB (S3's minimum), got ${partSize}`);
-    const queueSize = positiveInt('queueSize', options.queueSize, 2);
+    const queueSize = positiveInt('queueSize', options.queueSize, 4);
     this.#watchIntervalMs = positiveInt('watchIntervalMs', options.watchIntervalMs, 1000);
     const region = options.region ?? process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION ?? 'us-east-1';
     if (options.client !== undefined) {
@@ -464,9 +467,33 @@ export class S3Store implements Store {
     const signal = options?.signal;
     this.#check(signal);
     const hash = toHash(hashLike);
+    const key = this.#keys.object(hash);
+    if (this.#direct !== undefined) {
+      const direct = this.#direct;
+      const fetchRange: FetchRange = async (start, end, rangeSignal) => {
+        const response = await direct.send('GET', key, {
+          headers: { range: `bytes=${start}-${end}` },
+          signal: rangeSignal,
+          maxBytes: end - start + 1,
+          keepChunks: true,
+        });
+        return { chunks: response.chunks ?? [response.body], contentRange: response.headers['content-range'] };
+      };
+      let first = true;
+      try {
+        for await (const chunk of verifiedStream(hash, rangedChunks(fetchRange, GET_RANGE_SIZE, GET_RANGES_IN_FLIGHT, signal))) {
+          first = false;
+          yield chunk;
+        }
+        return;
+      } catch (error) {
+        // 416: an empty object has no range to give; it is read whole below.
+        if (!(first && statusOf(error) === 416)) throw this.#error(error, 'get object', signal, hash.toString());
+      }
+    }
     let body: Readable;
     try {
-      const out = await this.#client.send(new GetObjectCommand({ Bucket: this.bucket, Key: this.#keys.object(hash) }), {
+      const out = await this.#client.send(new GetObjectCommand({ Bucket: this.bucket, Key: key }), {
         abortSignal: signal,
       });
       body = out.Body as Readable;

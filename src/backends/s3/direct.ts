@@ -46,6 +46,8 @@ export interface DirectResponse {
   readonly status: number;
   readonly headers: IncomingMessage['headers'];
   readonly body: Buffer;
+  /** With `keepChunks`: the body as it arrived, not joined (`body` is then empty). */
+  readonly chunks?: Buffer[] | undefined;
 }
 
 /** An S3 error answer, shaped like the SDK's service exceptions. */
@@ -135,6 +137,14 @@ export class DirectClient {
       query?: Record<string, string> | undefined;
       headers?: Record<string, string>;
       signal?: AbortSignal | undefined;
+      /** Refuse a 2xx body that declares more bytes, without reading it. */
+      maxBytes?: number | undefined;
+      /**
+       * Answer the body as the chunks that arrived instead of one buffer:
+       * no large allocation per answer, which the allocator would map and
+       * unmap for each (RSS grows until the garbage collector runs).
+       */
+      keepChunks?: boolean | undefined;
     },
   ): Promise<DirectResponse> {
     const path = keyPath(this.#pathBase, key);
@@ -148,7 +158,7 @@ export class DirectClient {
     for (let attempt = 1; ; attempt++) {
       let outcome: DirectResponse | Error;
       try {
-        outcome = await this.#once(method, path, query, body, sha256, options.headers, options.signal);
+        outcome = await this.#once(method, path, query, body, sha256, options.headers, options.signal, options.maxBytes, options.keepChunks === true);
       } catch (error) {
         outcome = error as Error;
       }
@@ -180,6 +190,8 @@ export class DirectClient {
     sha256: string,
     extra: Record<string, string> | undefined,
     signal: AbortSignal | undefined,
+    maxBytes?: number,
+    keepChunks = false,
   ): Promise<DirectResponse> {
     const headers = ['host', this.#host];
     if (extra !== undefined) for (const name in extra) headers.push(name, extra[name]!);
@@ -202,8 +214,14 @@ export class DirectClient {
           const chunks: Buffer[] = [];
           let received = 0;
           // A large body is copied into one buffer as it arrives, not held twice by a final concat.
-          const length = method === 'GET' && res.statusCode === 200 ? Number(res.headers['content-length']) : Number.NaN;
-          const whole = Number.isSafeInteger(length) && length > 1 << 20 ? Buffer.allocUnsafe(length) : undefined;
+          const ok = res.statusCode !== undefined && res.statusCode < 300;
+          const length = method === 'GET' && ok ? Number(res.headers['content-length']) : Number.NaN;
+          if (ok && maxBytes !== undefined && !(length <= maxBytes)) {
+            res.destroy();
+            reject(Object.assign(new Error(`the answer declares ${res.headers['content-length'] ?? 'no'} bytes, more than the ${maxBytes} asked for`), { name: 'BodyTooLarge' }));
+            return;
+          }
+          const whole = !keepChunks && Number.isSafeInteger(length) && length > 1 << 20 ? Buffer.allocUnsafe(length) : undefined;
           res.on('data', (chunk: Buffer) => {
             if (whole === undefined) chunks.push(chunk);
             else if (received + chunk.length <= whole.length) chunk.copy(whole, received);
@@ -212,6 +230,14 @@ export class DirectClient {
           res.on('end', () => {
             if (whole !== undefined && received !== whole.length) {
               reject(Object.assign(new Error(`the response body had ${received} of ${whole.length} bytes`), { code: 'ECONNRESET' }));
+              return;
+            }
+            if (keepChunks && ok) {
+              if (Number.isSafeInteger(length) && received !== length) {
+                reject(Object.assign(new Error(`the response body had ${received} of ${length} bytes`), { code: 'ECONNRESET' }));
+                return;
+              }
+              resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.alloc(0), chunks });
               return;
             }
             resolve({ status: res.statusCode ?? 0, headers: res.headers, body: whole ?? (chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks)) });
