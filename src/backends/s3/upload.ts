@@ -44,6 +44,8 @@ export interface UploadContext {
   readonly partSize: number;
   /** Parts of one upload in flight at once. */
   readonly queueSize: number;
+  /** Bytes per part of the server-side copy of a stream (at least 5 MiB). @default {@link COPY_PART_SIZE} */
+  readonly copyPartSize?: number | undefined;
   /** HEAD on a key: does it exist? */
   exists(key: string, signal: AbortSignal | undefined): Promise<boolean>;
 }
@@ -243,7 +245,7 @@ class PartQueue {
 async function copy(context: UploadContext, from: string, to: string, size: number, signal: AbortSignal | undefined): Promise<void> {
   for (let attempt = 1; ; attempt++) {
     try {
-      await multipartCopy(context.api, from, to, size, signal);
+      await multipartCopy(context.api, from, to, copyRanges(size, context.copyPartSize), signal);
       return;
     } catch (error) {
       // 412: the object exists, and under a content address that means these very bytes.
@@ -254,18 +256,27 @@ async function copy(context: UploadContext, from: string, to: string, size: numb
   }
 }
 
-/** The source ranges of a copy: one part without a range up to `COPY_PART_SIZE` (0 bytes included: a range cannot express "empty"). */
-export function copyRanges(size: number): Array<ByteRange | undefined> {
-  if (size <= COPY_PART_SIZE) return [undefined];
-  const partSize = Math.min(MAX_PART_BYTES, Math.max(COPY_PART_SIZE, Math.ceil(size / MAX_PARTS)));
+/**
+ * The source ranges of a copy: one part without a range up to `copyPartSize`
+ * (0 bytes included: a range cannot express "empty"), else ranges of that
+ * size, larger if 10,000 of them would not cover `size`.
+ */
+export function copyRanges(size: number, copyPartSize = COPY_PART_SIZE): Array<ByteRange | undefined> {
+  if (size <= copyPartSize) return [undefined];
+  const partSize = Math.min(MAX_PART_BYTES, Math.max(copyPartSize, Math.ceil(size / MAX_PARTS)));
   const ranges: ByteRange[] = [];
   for (let start = 0; start < size; start += partSize) ranges.push([start, Math.min(size, start + partSize) - 1]);
   return ranges;
 }
 
 /** One multipart copy, completed with `If-None-Match: *`; aborted on any failure (a 412 included). */
-async function multipartCopy(api: MultipartApi, from: string, to: string, size: number, signal: AbortSignal | undefined): Promise<void> {
-  const ranges = copyRanges(size);
+async function multipartCopy(
+  api: MultipartApi,
+  from: string,
+  to: string,
+  ranges: ReadonlyArray<ByteRange | undefined>,
+  signal: AbortSignal | undefined,
+): Promise<void> {
   const uploadId = await api.create(to, signal);
   try {
     const etags = await mapConcurrent(ranges, COPY_CONCURRENCY, (range, index) => api.copyPart(to, uploadId, index + 1, from, range, signal));
