@@ -241,8 +241,11 @@ class PartQueue {
   }
 }
 
-/** Copies `from` (of `size` bytes) to `to` unless `to` exists; never overwrites. */
-async function copy(context: UploadContext, from: string, to: string, size: number, signal: AbortSignal | undefined): Promise<void> {
+/**
+ * Copies `from` (of `size` bytes) to `to` unless `to` exists; never
+ * overwrites. Exported for `bench/s3.ts`, which measures this step alone.
+ */
+export async function copy(context: UploadContext, from: string, to: string, size: number, signal: AbortSignal | undefined): Promise<void> {
   for (let attempt = 1; ; attempt++) {
     try {
       await multipartCopy(context.api, from, to, copyRanges(size, context.copyPartSize), signal);
