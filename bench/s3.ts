@@ -284,22 +284,29 @@ async function largeTransfers(server: RunningServer, store: S3Store, sdk: S3Clie
   const tmp = 'bench-copy/source';
   await new Upload({ client: sdk, params: { Bucket: server.bucket, Key: tmp, Body: Readable.from(generated(size), { objectMode: false }) } }).done();
   const api = sdkMultipart(sdk, server.bucket);
-  const context = (copyPartSize: number): UploadContext => ({ api, partSize: 8 * MiB, queueSize: 4, copyPartSize, exists: async () => false });
+  const context = (copyConcurrency: number): UploadContext => ({
+    api,
+    partSize: 8 * MiB,
+    queueSize: 4,
+    copyPartSize: copyConcurrency === 1 ? Number.MAX_SAFE_INTEGER : COPY_PART_SIZE,
+    copyConcurrency,
+    exists: async () => false,
+  });
   const [ranged, single] = await pairedTransfer(
     rounds,
     () => measure(async () => {
       const key = `bench-copy/ranged-${n++}`;
-      await copy(context(COPY_PART_SIZE), tmp, key, size, undefined);
+      await copy(context(COPY_CONCURRENCY), tmp, key, size, undefined);
       await api.remove(key);
     }),
     () => measure(async () => {
       const key = `bench-copy/single-${n++}`;
-      await copy(context(Number.MAX_SAFE_INTEGER), tmp, key, size, undefined);
+      await copy(context(1), tmp, key, size, undefined);
       await api.remove(key);
     }),
   );
   rows.push(
-    transferRow(`copy step alone ${label} (UploadPartCopy ${COPY_PART_SIZE / MiB} MiB ranges x ${COPY_CONCURRENCY})`, 'cairn', ranged, single),
+    transferRow(`copy step alone ${label} (UploadPartCopy ranges of <= ${COPY_PART_SIZE / MiB} MiB, ${COPY_CONCURRENCY} in flight)`, 'cairn', ranged, single),
     transferRow(`copy step alone ${label} (one UploadPartCopy)`, 'cairn before', single),
   );
   await api.remove(tmp);

@@ -487,8 +487,10 @@ export class S3Store implements Store {
         }
         return;
       } catch (error) {
-        // 416: an empty object has no range to give; it is read whole below.
-        if (!(first && statusOf(error) === 416)) throw this.#error(error, 'get object', signal, hash.toString());
+        // Read whole below: an empty object (416, it has no range to give), or a server that ignored
+        // the range and sent more than it asked for (refused unread).
+        const readWhole = first && (statusOf(error) === 416 || (error as { name?: unknown }).name === 'BodyTooLarge');
+        if (!readWhole) throw this.#error(error, 'get object', signal, hash.toString());
       }
     }
     let body: Readable;

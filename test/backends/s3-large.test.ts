@@ -80,10 +80,19 @@ describe(`S3 large objects (${primary.kind})`, () => {
 
   it('splits a copy into ranges of the copy part size, within S3 limits', () => {
     expect(copyRanges(0)).toEqual([undefined]);
-    expect(copyRanges(COPY_PART_SIZE)).toEqual([undefined]);
-    expect(copyRanges(COPY_PART_SIZE + 1)).toEqual([
+    expect(copyRanges(8 * MiB)).toEqual([undefined]);
+    // Four ranges in parallel down to 8 MiB each.
+    expect(copyRanges(8 * MiB + 1)).toEqual([
+      [0, 8 * MiB - 1],
+      [8 * MiB, 8 * MiB],
+    ]);
+    expect(copyRanges(64 * MiB).length).toBe(4);
+    expect(copyRanges(4 * COPY_PART_SIZE + 1)).toEqual([
       [0, COPY_PART_SIZE - 1],
-      [COPY_PART_SIZE, COPY_PART_SIZE],
+      [COPY_PART_SIZE, 2 * COPY_PART_SIZE - 1],
+      [2 * COPY_PART_SIZE, 3 * COPY_PART_SIZE - 1],
+      [3 * COPY_PART_SIZE, 4 * COPY_PART_SIZE - 1],
+      [4 * COPY_PART_SIZE, 4 * COPY_PART_SIZE],
     ]);
     const huge = 4 * 1024 ** 4;
     const ranges = copyRanges(huge);

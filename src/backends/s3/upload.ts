@@ -46,6 +46,8 @@ export interface UploadContext {
   readonly queueSize: number;
   /** Bytes per part of the server-side copy of a stream (at least 5 MiB). @default {@link COPY_PART_SIZE} */
   readonly copyPartSize?: number | undefined;
+  /** Copy ranges in flight at once. @default {@link COPY_CONCURRENCY} */
+  readonly copyConcurrency?: number | undefined;
   /** HEAD on a key: does it exist? */
   exists(key: string, signal: AbortSignal | undefined): Promise<boolean>;
 }
@@ -58,6 +60,8 @@ const MiB = 1024 * 1024;
  */
 export const COPY_PART_SIZE = 64 * MiB;
 export const COPY_CONCURRENCY = 4;
+/** The smallest copy range worth a request of its own (S3's minimum part is 5 MiB). */
+const MIN_COPY_PART = 8 * MiB;
 /** S3's limits: 10,000 parts, 5 GiB per part. */
 const MAX_PARTS = 10_000;
 const MAX_PART_BYTES = 5 * 1024 * MiB;
@@ -248,7 +252,8 @@ class PartQueue {
 export async function copy(context: UploadContext, from: string, to: string, size: number, signal: AbortSignal | undefined): Promise<void> {
   for (let attempt = 1; ; attempt++) {
     try {
-      await multipartCopy(context.api, from, to, copyRanges(size, context.copyPartSize), signal);
+      const concurrency = context.copyConcurrency ?? COPY_CONCURRENCY;
+      await multipartCopy(context.api, from, to, copyRanges(size, context.copyPartSize, concurrency), concurrency, signal);
       return;
     } catch (error) {
       // 412: the object exists, and under a content address that means these very bytes.
@@ -260,13 +265,16 @@ export async function copy(context: UploadContext, from: string, to: string, siz
 }
 
 /**
- * The source ranges of a copy: one part without a range up to `copyPartSize`
- * (0 bytes included: a range cannot express "empty"), else ranges of that
- * size, larger if 10,000 of them would not cover `size`.
+ * The source ranges of a copy: `concurrency` ranges or more, of at
+ * most `copyPartSize` and at least 8 MiB (larger if 10,000 of them would
+ * not cover `size`); one part without a range when that is all (0 bytes
+ * included: a range cannot express "empty").
  */
-export function copyRanges(size: number, copyPartSize = COPY_PART_SIZE): Array<ByteRange | undefined> {
-  if (size <= copyPartSize) return [undefined];
-  const partSize = Math.min(MAX_PART_BYTES, Math.max(copyPartSize, Math.ceil(size / MAX_PARTS)));
+export function copyRanges(size: number, copyPartSize = COPY_PART_SIZE, concurrency = COPY_CONCURRENCY): Array<ByteRange | undefined> {
+  // Smaller objects still get `concurrency` ranges, down to MIN_COPY_PART.
+  const wanted = Math.min(copyPartSize, Math.max(MIN_COPY_PART, Math.ceil(size / concurrency)));
+  if (size <= wanted) return [undefined];
+  const partSize = Math.min(MAX_PART_BYTES, Math.max(wanted, Math.ceil(size / MAX_PARTS)));
   const ranges: ByteRange[] = [];
   for (let start = 0; start < size; start += partSize) ranges.push([start, Math.min(size, start + partSize) - 1]);
   return ranges;
@@ -278,11 +286,12 @@ async function multipartCopy(
   from: string,
   to: string,
   ranges: ReadonlyArray<ByteRange | undefined>,
+  concurrency: number,
   signal: AbortSignal | undefined,
 ): Promise<void> {
   const uploadId = await api.create(to, signal);
   try {
-    const etags = await mapConcurrent(ranges, COPY_CONCURRENCY, (range, index) => api.copyPart(to, uploadId, index + 1, from, range, signal));
+    const etags = await mapConcurrent(ranges, concurrency, (range, index) => api.copyPart(to, uploadId, index + 1, from, range, signal));
     await api.complete(to, uploadId, etags, true, signal);
   } catch (error) {
     // Not under the caller's signal: an aborted put must still release its parts (AbortMultipartUpload is in the writer policy).
