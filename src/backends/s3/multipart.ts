@@ -20,7 +20,7 @@ import {
   UploadPartCopyCommand,
   type S3Client,
 } from '@aws-sdk/client-s3';
-import { errorOf, type DirectClient } from './direct.js';
+import { declaredLength, readBody, S3ResponseError, type DirectClient, type DirectResponse } from './direct.js';
 import { encodeRfc3986 } from './sigv4.js';
 
 /** An inclusive byte range of the copy source. */
@@ -96,17 +96,18 @@ export function directMultipart(direct: DirectClient, bucket: string): Multipart
   return {
     async create(key, signal) {
       const response = await direct.send('POST', key, { query: { uploads: '' }, signal });
-      return required(xmlField(okBody(response.body), 'UploadId'), 'UploadId');
+      return required(xmlField(await okBody(response, signal), 'UploadId'), 'UploadId');
     },
     async uploadPart(key, uploadId, part, body, signal) {
       const response = await direct.send('PUT', key, { query: { partNumber: String(part), uploadId }, body, signal });
+      response.body.resume();
       return required(response.headers.etag, 'ETag');
     },
     async copyPart(key, uploadId, part, source, range, signal) {
       const headers: Record<string, string> = { 'x-amz-copy-source': `/${encodeRfc3986(bucket)}/${encodeKey(source)}` };
       if (range !== undefined) headers['x-amz-copy-source-range'] = `bytes=${range[0]}-${range[1]}`;
       const response = await direct.send('PUT', key, { query: { partNumber: String(part), uploadId }, headers, signal });
-      return required(xmlField(okBody(response.body), 'ETag'), 'ETag');
+      return required(xmlField(await okBody(response, signal), 'ETag'), 'ETag');
     },
     async complete(key, uploadId, etags, createOnly, signal) {
       let xml = '<CompleteMultipartUpload xmlns="http://s3.amazonaws.com/doc/2006-03-01/">';
@@ -115,13 +116,13 @@ export function directMultipart(direct: DirectClient, bucket: string): Multipart
       const headers: Record<string, string> = { 'content-type': 'application/xml' };
       if (createOnly) headers['if-none-match'] = '*';
       const response = await direct.send('POST', key, { query: { uploadId }, body: Buffer.from(xml, 'utf8'), headers, signal });
-      okBody(response.body);
+      await okBody(response, signal);
     },
     async abort(key, uploadId) {
-      await direct.send('DELETE', key, { query: { uploadId } });
+      (await direct.send('DELETE', key, { query: { uploadId } })).body.resume();
     },
     async remove(key) {
-      await direct.send('DELETE', key, {});
+      (await direct.send('DELETE', key, {})).body.resume();
     },
   };
 }
@@ -135,13 +136,18 @@ function required(value: string | undefined, what: string): string {
   return value;
 }
 
+/** Multipart answers are short XML documents; a longer one is not read. */
+const MAX_XML_BODY = 1024 * 1024;
+
 /** The body of a 200 answer as text; an `<Error>` S3 sent inside it is thrown as the error it is. */
-function okBody(body: Buffer): string {
-  const text = body.toString('utf8');
+async function okBody(response: DirectResponse, signal: AbortSignal | undefined): Promise<string> {
+  const text = (await readBody(response.body, declaredLength(response.headers), MAX_XML_BODY, signal)).toString('utf8');
   if (/<Error>/.test(text.slice(0, 512))) {
-    const error = errorOf(500, text, 1);
-    const status = error.Code === 'PreconditionFailed' ? 412 : error.Code === 'ConditionalRequestConflict' ? 409 : /^(InternalError|SlowDown|ServiceUnavailable)$/.test(error.Code) ? 500 : 400;
-    throw errorOf(status, text, 1);
+    const code = /<Code>([^<]*)<\/Code>/.exec(text)?.[1] ?? 'InternalError';
+    const message = /<Message>([^<]*)<\/Message>/.exec(text)?.[1] ?? '';
+    const status =
+      code === 'PreconditionFailed' ? 412 : code === 'ConditionalRequestConflict' ? 409 : /^(InternalError|SlowDown|ServiceUnavailable)$/.test(code) ? 500 : 400;
+    throw new S3ResponseError(status, code, message.slice(0, 300), 1);
   }
   return text;
 }

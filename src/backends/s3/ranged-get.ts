@@ -14,6 +14,9 @@
  * @module
  */
 
+import type { Readable } from 'node:stream';
+import { BodyTooLargeError } from './direct.js';
+
 /** What a ranged GET answered. */
 export interface RangeAnswer {
   /** The body, as it arrived: exactly the bytes asked for, or the whole object if the server ignored the range. */
@@ -102,4 +105,45 @@ function lengthOf(chunks: readonly Uint8Array[]): number {
   let length = 0;
   for (const chunk of chunks) length += chunk.length;
   return length;
+}
+
+/**
+ * Reads a body as the chunks that arrive, refusing it with
+ * {@link BodyTooLargeError} (and destroying it) as soon as it sends more than
+ * `maxBytes`. Chunks are kept as they came rather than copied into one
+ * buffer: no large allocation per range, which the allocator would map and
+ * unmap each time (RSS grows until the garbage collector runs).
+ */
+export function readChunks(body: Readable, maxBytes: number, signal: AbortSignal | undefined): Promise<Uint8Array[]> {
+  return new Promise<Uint8Array[]>((resolve, reject) => {
+    const chunks: Uint8Array[] = [];
+    let received = 0;
+    let settled = false;
+    const onAbort = (): void => done(Object.assign(new Error('aborted'), { name: 'AbortError' }));
+    signal?.addEventListener('abort', onAbort, { once: true });
+    function done(error: Error | undefined): void {
+      if (settled) return;
+      settled = true;
+      signal?.removeEventListener('abort', onAbort);
+      if (error === undefined) {
+        resolve(chunks);
+        return;
+      }
+      body.destroy();
+      reject(error);
+    }
+    if (signal?.aborted === true) {
+      onAbort();
+      return;
+    }
+    body.on('data', (chunk: Buffer) => {
+      if (settled) return;
+      received += chunk.length;
+      if (received > maxBytes) done(new BodyTooLargeError(maxBytes, undefined));
+      else chunks.push(chunk);
+    });
+    body.on('end', () => done(undefined));
+    body.on('error', (error) => done(error));
+    body.on('close', () => done(Object.assign(new Error('the response was cut off'), { code: 'ECONNRESET' })));
+  });
 }

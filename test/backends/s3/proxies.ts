@@ -4,6 +4,9 @@
  * - {@link lossyProxy}: a TCP proxy that forwards a chosen request, lets the
  *   server answer it, then drops the connection instead of passing the
  *   answer on: "the write happened but its response was lost".
+ * - {@link chaosProxy}: a TCP proxy that drops a share of all answers after
+ *   the server gave them (so writes land unseen) and delays the others, and
+ *   counts the bytes it passes on.
  * - {@link strippingProxy}: an HTTP proxy that removes `If-Match` and
  *   `If-None-Match` from every request and signs it again (SigV4 covers those
  *   headers), so the server behind it looks like one that ignores conditional
@@ -95,6 +98,86 @@ export async function lossyProxy(target: string, options: LossyOptions): Promise
     endpoint: `http://127.0.0.1:${port}`,
     dropped,
     watched,
+    close: () =>
+      new Promise((resolve) => {
+        for (const socket of sockets) socket.destroy();
+        server.close(() => resolve());
+      }),
+  };
+}
+
+export interface ChaosProxy extends Proxy {
+  /** Answers dropped so far. */
+  readonly dropped: () => number;
+  /** Answers passed on so far. */
+  readonly answered: () => number;
+  /** Bytes of answers passed on to clients so far. */
+  readonly bytesToClients: () => number;
+}
+
+/**
+ * See the module comment. Each answer is dropped with probability `lossRate`
+ * (the server has answered, so a write has landed) and otherwise delayed by
+ * a uniform 0..`maxDelayMs` ms before its first byte is passed on. Keep-alive
+ * connections carry one request at a time, so an answer's first bytes are
+ * told apart as the first server bytes after client bytes.
+ */
+export async function chaosProxy(target: string, options: { lossRate: number; maxDelayMs: number }): Promise<ChaosProxy> {
+  const url = new URL(target);
+  let dropped = 0;
+  let answered = 0;
+  let bytes = 0;
+  const sockets = new Set<Socket>();
+  const server = createServer((client) => {
+    const upstream = connect(Number(url.port), url.hostname);
+    sockets.add(client).add(upstream);
+    let answerStarts = false;
+    // Answers go out in order: each chunk waits for the one before (and for its answer's delay).
+    let queue = Promise.resolve();
+    client.on('data', (chunk: Buffer) => {
+      answerStarts = true;
+      upstream.write(chunk);
+    });
+    upstream.on('data', (chunk: Buffer) => {
+      if (answerStarts) {
+        answerStarts = false;
+        if (Math.random() < options.lossRate) {
+          dropped++;
+          client.destroy();
+          upstream.destroy();
+          return;
+        }
+        answered++;
+        const delay = Math.random() * options.maxDelayMs;
+        queue = queue.then(() => new Promise((resolve) => setTimeout(resolve, delay)));
+      }
+      queue = queue.then(() => {
+        if (client.destroyed) return;
+        bytes += chunk.length;
+        // Backpressure: a client that stops reading stops the server's bytes too, so the count is what it took.
+        if (!client.write(chunk)) {
+          upstream.pause();
+          client.once('drain', () => upstream.resume());
+        }
+      });
+    });
+    const end = (): void => {
+      void queue.then(() => {
+        client.destroy();
+        upstream.destroy();
+        sockets.delete(client);
+        sockets.delete(upstream);
+      });
+    };
+    client.on('error', end).on('close', end);
+    upstream.on('error', end).on('close', end);
+  });
+  const port = await listen(server);
+  return {
+    endpoint: `http://127.0.0.1:${port}`,
+    dropped: () => dropped,
+    answered: () => answered,
+    bytesToClients: () => bytes,
     close: () =>
       new Promise((resolve) => {
         for (const socket of sockets) socket.destroy();
