@@ -23,7 +23,8 @@ export type CairnErrorCode =
   | 'ERR_BACKEND'
   | 'ERR_ABORTED'
   | 'ERR_CLOSED'
-  | 'ERR_CORRUPT_STORE';
+  | 'ERR_CORRUPT_STORE'
+  | 'ERR_OUTCOME_UNKNOWN';
 
 /** What an error concerns: an object key, a ref name, a path, a bucket. */
 export interface ErrorSubject {
@@ -130,6 +131,69 @@ export class ClosedError extends CairnError {
 export class CorruptStoreError extends CairnError {
   override readonly name = 'CorruptStoreError';
   readonly code = 'ERR_CORRUPT_STORE';
+}
+
+/**
+ * A ref write whose outcome is not known yet, as plain data: it can be kept,
+ * logged or handed to another process, and settled with the store's
+ * `resolveOutcome` (for example {@link OutcomeUnknownError.attempt}).
+ */
+export interface RefWriteAttempt {
+  /** The ref written. */
+  readonly ref: string;
+  /** The write's unique id: the ref's `version` once the write has landed. */
+  readonly writeId: string;
+  /** The hash the write sets (text form), or `null` for a delete. */
+  readonly next: string | null;
+  /**
+   * The write's condition: the hash the ref had to hold (text form), `null`
+   * for "absent", `undefined` for an unconditional `setRef`/`deleteRef`.
+   */
+  readonly expected: string | null | undefined;
+  /** Backend bookkeeping: the ref versions the write may have followed. */
+  readonly bases: readonly string[];
+}
+
+/**
+ * A ref write may or may not have landed: its answer was lost (a dropped
+ * connection, a timeout, a 5xx) and the store could not tell afterwards.
+ * Nothing else is wrong, and the write can never land twice. Settle it with
+ * `store.resolveOutcome(error.attempt)` (it reports whether the write
+ * landed, or lands it if the ref still holds what it expected), or retry
+ * the same call on the same store, which recognises its own write; or read
+ * the ref: a `version` equal to {@link OutcomeUnknownError.writeId} means it
+ * landed.
+ *
+ * @example
+ * ```ts
+ * try {
+ *   await store.compareAndSwap('heads/main', old, next);
+ * } catch (error) {
+ *   if (!(error instanceof OutcomeUnknownError)) throw error;
+ *   const settled = await store.resolveOutcome(error.attempt); // { ok, current }
+ * }
+ * ```
+ */
+export class OutcomeUnknownError extends CairnError {
+  override readonly name = 'OutcomeUnknownError';
+  readonly code = 'ERR_OUTCOME_UNKNOWN';
+  /** What was written, to settle it later. */
+  readonly attempt: RefWriteAttempt;
+
+  constructor(message: string, attempt: RefWriteAttempt, cause?: unknown) {
+    super(message, { ref: attempt.ref, cause });
+    this.attempt = attempt;
+  }
+
+  /** The write's id: the ref's `version` if it landed. */
+  get writeId(): string {
+    return this.attempt.writeId;
+  }
+
+  /** The hash the write sets (text form), or `null` for a delete. */
+  get attempted(): string | null {
+    return this.attempt.next;
+  }
 }
 
 /** True when `error` is a Cairn error with the given code. */

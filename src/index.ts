@@ -25,7 +25,7 @@ export {
   type DroppedStretch,
   type RecoveryReport,
 } from './backends/disk.js';
-export { s3Store, S3Store, type S3StoreOptions } from './backends/s3.js';
+export { s3Store, S3Store, type ForeignEntry, type ForeignListener, type S3StoreOptions } from './backends/s3.js';
 export { openRedisStore, RedisStore, type RedisStoreOptions } from './backends/redis.js';
 export { eventStreams, EventStreams, type EventStreamsOptions, type StreamEvent, type StreamReadOptions } from './data/streams.js';
 export { keyValue, KeyValue, type KeyValueEncoding, type KeyValueOptions, type KeyValueSwap } from './data/kv.js';

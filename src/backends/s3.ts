@@ -22,7 +22,7 @@
  */
 import type { Readable } from 'node:stream';
 import { sleep, throwIfAborted, type AbortOptions } from '../abort.js';
-import { BackendError, InvalidArgumentError, NotFoundError } from '../errors.js';
+import { BackendError, InvalidArgumentError, NotFoundError, type RefWriteAttempt } from '../errors.js';
 import { DEFAULT_ALGORITHM, hashBytes, type Hash, type HashAlgorithm } from '../hash.js';
 import { assertObjectSource, assertRange, chunksOf, concatBytes, isBytes, mapConcurrent, toHash, verifiedStream, verifyBytes } from '../object-io.js';
 import { assertRefName, assertRefPrefix } from '../ref-name.js';
@@ -38,16 +38,17 @@ import type {
   StoreCapabilities,
   WatchOptions,
 } from '../store.js';
-import { createAgents, createS3Client } from './s3/client.js';
 import { resolveConfig, type S3Config, type S3StoreOptions } from './s3/config.js';
 import { S3Context } from './s3/context.js';
-import { BodyTooLargeError, DirectClient } from './s3/direct.js';
-import { isConditionalConflict, isKeyNotFound, isPreconditionFailed, statusOf } from './s3/errors.js';
+import { BodyTooLargeError } from './s3/direct.js';
+import { backoff, isConditionalConflict, isKeyNotFound, isPreconditionFailed, statusOf } from './s3/errors.js';
 import { KeyLayout } from './s3/keys.js';
+import { ForeignReporter } from './s3/foreign.js';
+import { parseAttempt } from './s3/pending.js';
 import { rangedChunks, readChunks, type FetchRange } from './s3/ranged-get.js';
-import { backoff, MAX_REF_RETRIES, S3Refs } from './s3/refs.js';
+import { MAX_REF_RETRIES, S3Refs, type RefWrite } from './s3/refs.js';
 import { SingleFlight } from './s3/single-flight.js';
-import { DirectTransport, SdkTransport, type Transport } from './s3/transport.js';
+import { createTransport, DirectTransport, type ListedKey, type Transport } from './s3/transport.js';
 import { uploadBuffer, uploadStream, type UploadContext } from './s3/upload.js';
 
 export type { ForeignEntry, ForeignListener, S3StoreOptions } from './s3/config.js';
@@ -102,6 +103,7 @@ export class S3Store implements Store {
   readonly #upload: UploadContext;
   readonly #refs: S3Refs;
   readonly #flights = new SingleFlight();
+  readonly #foreign: ForeignReporter;
   #bucketChecked = false;
 
   constructor(options: S3StoreOptions) {
@@ -110,9 +112,10 @@ export class S3Store implements Store {
     this.prefix = config.prefix;
     this.#keys = new KeyLayout(config.prefix);
     this.#ownsClient = options.client === undefined;
-    this.#transport = createTransport(config, options);
+    this.#transport = createTransport(config, options.client, options.credentials);
     this.#ctx = new S3Context(config, this.#transport, this.#keys);
-    this.#refs = new S3Refs(this.#ctx);
+    this.#foreign = new ForeignReporter(config.onForeign);
+    this.#refs = new S3Refs(this.#ctx, this.#foreign);
     this.#upload = {
       api: this.#transport.multipart,
       partSize: config.partSize,
@@ -331,11 +334,12 @@ export class S3Store implements Store {
       for (const { key } of entries) {
         const hash = this.#keys.hashOf(key);
         if (hash !== undefined) yield hash;
+        else this.#foreign.report({ kind: 'object', key, reason: 'it does not name a hash as <algorithm>/<2 hex>/<rest of the hex>' });
       }
     }
   }
 
-  async *#listKeys(prefix: string, signal: AbortSignal | undefined, op: string): AsyncIterable<Array<{ key: string; etag: string | undefined }>> {
+  async *#listKeys(prefix: string, signal: AbortSignal | undefined, op: string): AsyncIterable<ListedKey[]> {
     let token: string | undefined;
     do {
       throwIfAborted(signal);
@@ -385,25 +389,50 @@ export class S3Store implements Store {
   async setRef(name: string, hashLike: HashLike, options?: AbortOptions): Promise<RefValue> {
     this.#ctx.check(options?.signal);
     assertRefName(name);
-    const hash = toHash(hashLike);
-    const result = await this.#refs.swap(name, () => true, hash, options?.signal);
+    const result = await this.#refs.swap({ name, expected: undefined, next: toHash(hashLike) }, options?.signal);
     return result.current!;
   }
 
   async deleteRef(name: string, options?: AbortOptions): Promise<void> {
     this.#ctx.check(options?.signal);
     assertRefName(name);
-    await this.#refs.swap(name, () => true, null, options?.signal);
+    await this.#refs.swap({ name, expected: undefined, next: null }, options?.signal);
   }
 
+  /**
+   * See {@link Store.compareAndSwap}. A ref whose body another tool wrote
+   * counts as absent here (`expected` `null` replaces it), and a swap that
+   * may have landed unseen throws {@link OutcomeUnknownError}: calling the
+   * same swap again on this store, or {@link S3Store.resolveOutcome}, settles it.
+   */
   async compareAndSwap(name: string, expected: HashLike | null, next: HashLike | null, options?: AbortOptions): Promise<CasResult> {
     this.#ctx.check(options?.signal);
     assertRefName(name);
-    const expectedHash = expected === null ? null : toHash(expected);
-    const nextHash = next === null ? null : toHash(next);
-    const accepts = (value: RefValue | undefined): boolean =>
-      expectedHash === null ? value === undefined : value !== undefined && value.hash.equals(expectedHash);
-    return this.#refs.swap(name, accepts, nextHash, options?.signal);
+    const write: RefWrite = { name, expected: expected === null ? null : toHash(expected), next: next === null ? null : toHash(next) };
+    return this.#refs.swap(write, options?.signal);
+  }
+
+  /**
+   * Settles a ref write that ended in {@link OutcomeUnknownError}, from this
+   * store or any store on the same bucket and prefix (the attempt is plain
+   * data). Resolves `{ ok: true }` if the write landed, or lands it now if
+   * the ref still holds what the write expected (the same write, with the
+   * same id: it can never land twice); otherwise `{ ok: false, current }`.
+   * Throws {@link OutcomeUnknownError} again if answers are still lost.
+   *
+   * @example
+   * ```ts
+   * try {
+   *   await store.compareAndSwap('heads/main', old, next);
+   * } catch (error) {
+   *   if (!(error instanceof OutcomeUnknownError)) throw error;
+   *   const { ok, current } = await store.resolveOutcome(error.attempt);
+   * }
+   * ```
+   */
+  async resolveOutcome(attempt: RefWriteAttempt, options?: AbortOptions): Promise<CasResult> {
+    this.#ctx.check(options?.signal);
+    return this.#refs.resolve(parseAttempt(attempt), attempt, options?.signal);
   }
 
   async *listRefs(prefix = '', options?: AbortOptions): AsyncIterable<RefEntry> {
@@ -428,25 +457,4 @@ export class S3Store implements Store {
   async close(): Promise<void> {
     if (this.#ctx.close() && this.#ownsClient) this.#transport.client.destroy();
   }
-}
-
-/** The SDK client (the caller's, or one tuned for S3-compatible servers) and the direct path where it can be used. */
-function createTransport(config: S3Config, options: S3StoreOptions): Transport {
-  if (options.client !== undefined) return new SdkTransport(options.client, config.bucket);
-  const agents = createAgents(config.maxSockets);
-  const client = createS3Client({ ...config, credentials: options.credentials, agents });
-  const credentials = (client.config as { credentials?: unknown }).credentials;
-  if (config.direct === undefined || typeof credentials !== 'function') return new SdkTransport(client, config.bucket);
-  const direct = new DirectClient({
-    endpoint: config.direct.url,
-    pathStyle: config.direct.pathStyle,
-    bucket: config.bucket,
-    region: config.region,
-    credentials: credentials as () => Promise<{ accessKeyId: string; secretAccessKey: string }>,
-    agent: config.direct.url.protocol === 'https:' ? agents.https : agents.http,
-    connectTimeoutMs: config.connectTimeoutMs,
-    requestTimeoutMs: config.requestTimeoutMs,
-    maxAttempts: config.maxAttempts,
-  });
-  return new DirectTransport(client, config.bucket, direct);
 }

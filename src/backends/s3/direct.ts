@@ -321,6 +321,8 @@ export function readBody(
 /** A body longer than the reader allows: thrown without reading the rest. */
 export class BodyTooLargeError extends Error {
   override readonly name = 'BodyTooLargeError';
+  /** The ETag of the refused body, when the transport knows it. */
+  etag: string | undefined;
   constructor(
     readonly limit: number,
     /** The length the answer declared, if it did. */

@@ -6,6 +6,7 @@
  *
  * @module
  */
+import { backoffDelay } from '../../abort.js';
 import {
   AbortError,
   BackendError,
@@ -199,4 +200,9 @@ export function toCairnError(error: unknown, context: S3ErrorContext): CairnErro
 function describe(error: unknown): string {
   if (error instanceof Error) return `${error.name}: ${error.message}`.slice(0, 300);
   return String(error).slice(0, 300);
+}
+
+/** Backoff before retry `attempt` of a request that lost a race or its answer. */
+export function backoff(attempt: number): number {
+  return 10 + backoffDelay(attempt);
 }

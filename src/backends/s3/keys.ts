@@ -44,10 +44,13 @@ export class KeyLayout {
     if (!key.startsWith(this.objects)) return undefined;
     const [algorithm, shard, rest, extra] = key.slice(this.objects.length).split('/');
     if (extra !== undefined || !isHashAlgorithm(algorithm) || shard?.length !== 2 || rest === undefined) return undefined;
+    let hash: Hash;
     try {
-      return Hash.fromHex(algorithm, shard + rest);
+      hash = Hash.fromHex(algorithm, shard + rest);
     } catch {
       return undefined;
     }
+    // Only the key this layout would write (lower-case hex): another spelling is another tool's key.
+    return this.object(hash) === key ? hash : undefined;
   }
 }

@@ -51,6 +51,8 @@ export interface RefBody {
 export interface RefState {
   readonly etag: string | undefined;
   readonly body: RefBody | undefined;
+  /** Set when the key holds something that is not a Cairn ref (then `body` is undefined). */
+  readonly foreign?: CorruptStoreError | undefined;
 }
 
 export const ABSENT_STATE: RefState = { etag: undefined, body: undefined };

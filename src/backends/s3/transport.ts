@@ -26,10 +26,12 @@ import {
   PutObjectCommand,
   type PutObjectCommandInput,
   type S3Client,
+  type S3ClientConfig,
 } from '@aws-sdk/client-s3';
-import { KNOWN_SHA256 } from './client.js';
+import { createAgents, createS3Client, KNOWN_SHA256 } from './client.js';
+import type { S3Config } from './config.js';
 import { BackendError } from '../../errors.js';
-import { declaredLength, readBody, type DirectClient } from './direct.js';
+import { BodyTooLargeError, declaredLength, DirectClient, readBody } from './direct.js';
 import { directMultipart, sdkMultipart, type MultipartApi } from './multipart.js';
 import { statusOf } from './errors.js';
 
@@ -131,7 +133,7 @@ export class SdkTransport implements Transport {
     const out = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: key, IfNoneMatch: options.ifNoneMatch }), {
       abortSignal: options.signal,
     });
-    const bytes = await readBody(out.Body as Readable, out.ContentLength, options.maxBytes, options.signal);
+    const bytes = await readBody(out.Body as Readable, out.ContentLength, options.maxBytes, options.signal).catch(withEtag(out.ETag));
     return { bytes, etag: out.ETag };
   }
 
@@ -204,7 +206,9 @@ export class DirectTransport extends SdkTransport {
   override async get(key: string, options: GetKeyOptions): Promise<KeyBytes> {
     const headers = options.ifNoneMatch === undefined ? undefined : { 'if-none-match': options.ifNoneMatch };
     const response = await this.#direct.send('GET', key, { signal: options.signal, ...(headers === undefined ? {} : { headers }) });
-    const bytes = await readBody(response.body, declaredLength(response.headers), options.maxBytes, options.signal);
+    const bytes = await readBody(response.body, declaredLength(response.headers), options.maxBytes, options.signal).catch(
+      withEtag(response.headers.etag),
+    );
     return { bytes, etag: response.headers.etag };
   }
 
@@ -251,4 +255,33 @@ async function readRange(answer: KeyStream, key: string, offset: number, length:
     body.destroy();
   }
   return new Uint8Array(out.buffer, out.byteOffset, filled);
+}
+
+/** Marks a refused body with its ETag, so that a store can still replace it under its condition. */
+function withEtag(etag: string | undefined): (error: unknown) => never {
+  return (error) => {
+    if (error instanceof BodyTooLargeError) error.etag = etag;
+    throw error;
+  };
+}
+
+/** The SDK client (the caller's, or one tuned for S3-compatible servers) and the direct path where it can be used. */
+export function createTransport(config: S3Config, given: S3Client | undefined, credentialOption: S3ClientConfig['credentials'] | undefined): Transport {
+  if (given !== undefined) return new SdkTransport(given, config.bucket);
+  const agents = createAgents(config.maxSockets);
+  const client = createS3Client({ ...config, credentials: credentialOption, agents });
+  const credentials = (client.config as { credentials?: unknown }).credentials;
+  if (config.direct === undefined || typeof credentials !== 'function') return new SdkTransport(client, config.bucket);
+  const direct = new DirectClient({
+    endpoint: config.direct.url,
+    pathStyle: config.direct.pathStyle,
+    bucket: config.bucket,
+    region: config.region,
+    credentials: credentials as () => Promise<{ accessKeyId: string; secretAccessKey: string }>,
+    agent: config.direct.url.protocol === 'https:' ? agents.https : agents.http,
+    connectTimeoutMs: config.connectTimeoutMs,
+    requestTimeoutMs: config.requestTimeoutMs,
+    maxAttempts: config.maxAttempts,
+  });
+  return new DirectTransport(client, config.bucket, direct);
 }

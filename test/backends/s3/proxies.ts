@@ -113,6 +113,8 @@ export interface ChaosProxy extends Proxy {
   readonly answered: () => number;
   /** Bytes of answers passed on to clients so far. */
   readonly bytesToClients: () => number;
+  /** Changes the share of answers dropped from now on (1: a network partition after the server). */
+  setLossRate(rate: number): void;
 }
 
 /**
@@ -124,6 +126,7 @@ export interface ChaosProxy extends Proxy {
  */
 export async function chaosProxy(target: string, options: { lossRate: number; maxDelayMs: number }): Promise<ChaosProxy> {
   const url = new URL(target);
+  let lossRate = options.lossRate;
   let dropped = 0;
   let answered = 0;
   let bytes = 0;
@@ -141,7 +144,7 @@ export async function chaosProxy(target: string, options: { lossRate: number; ma
     upstream.on('data', (chunk: Buffer) => {
       if (answerStarts) {
         answerStarts = false;
-        if (Math.random() < options.lossRate) {
+        if (Math.random() < lossRate) {
           dropped++;
           client.destroy();
           upstream.destroy();
@@ -178,6 +181,9 @@ export async function chaosProxy(target: string, options: { lossRate: number; ma
     dropped: () => dropped,
     answered: () => answered,
     bytesToClients: () => bytes,
+    setLossRate: (rate) => {
+      lossRate = rate;
+    },
     close: () =>
       new Promise((resolve) => {
         for (const socket of sockets) socket.destroy();
