@@ -22,6 +22,7 @@ import {
 } from '../../src/index.js';
 import { s3Store } from '../../src/backends/s3.js';
 import { conformanceSuite } from '../conformance.js';
+import { sdkMultipart } from '../../src/backends/s3/multipart.js';
 import { uploadStream } from '../../src/backends/s3/upload.js';
 import { deletePrefix, disposeStore, rawClient, s3ConformanceTarget, s3Servers, storeOptions, uniquePrefix } from '../support/s3.js';
 import { freePort } from '../support/servers.js';
@@ -146,7 +147,7 @@ describe(`S3 specifics (${primary.kind})`, () => {
       const key = `${prefix}objects/sha256/${hash.hex.slice(0, 2)}/${hash.hex.slice(2)}`;
       await client.send(new PutObjectCommand({ Bucket: primary.bucket, Key: key, Body: bytes }));
       const before = await client.send(new HeadObjectCommand({ Bucket: primary.bucket, Key: key }));
-      const context = { client, bucket: primary.bucket, partSize: 5 * MiB, queueSize: 2, exists: async () => false };
+      const context = { api: sdkMultipart(client, primary.bucket), partSize: 5 * MiB, queueSize: 2, exists: async () => false };
       const chunks = async function* (): AsyncIterable<Uint8Array> {
         yield bytes;
       };

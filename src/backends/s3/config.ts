@@ -86,17 +86,16 @@ export interface S3StoreOptions {
    */
   multipartThreshold?: number | undefined;
   /**
-   * Bytes per part of a multipart upload (S3 minimum 5 MiB). One large put
-   * holds about `partSize * (queueSize + 1)` bytes, plus chunks already sent
-   * that the garbage collector has not freed yet (measured: a 1 GiB stream
-   * grows RSS by under 100 MiB with the defaults).
+   * Bytes per part of a multipart upload (S3 minimum 5 MiB). A streamed put
+   * holds `partSize * (queueSize + 1)` bytes in part buffers it reuses
+   * (40 MiB with the defaults, chosen by measurement in `bench/s3.ts`).
    * @default 8 MiB
    */
   partSize?: number | undefined;
   /**
    * Parts of one upload in flight at once. More helps on high-latency links
    * and costs `partSize` bytes of memory each.
-   * @default 2
+   * @default 4
    */
   queueSize?: number | undefined;
   /**
@@ -196,7 +195,7 @@ export function resolveConfig(options: S3StoreOptions): S3Config {
     maxSockets: positiveInt('maxSockets', options.maxSockets, concurrency * 2),
     multipartThreshold: nonNegativeInt('multipartThreshold', options.multipartThreshold, 16 * MiB),
     partSize,
-    queueSize: positiveInt('queueSize', options.queueSize, 2),
+    queueSize: positiveInt('queueSize', options.queueSize, 4),
     watchIntervalMs: positiveInt('watchIntervalMs', options.watchIntervalMs, 1000),
     connectTimeoutMs: positiveInt('connectTimeoutMs', options.connectTimeoutMs, 5000),
     requestTimeoutMs: positiveInt('requestTimeoutMs', options.requestTimeoutMs, 30_000),

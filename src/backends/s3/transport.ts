@@ -8,7 +8,7 @@
  * - {@link DirectTransport}: the lean signed `node:http` client of
  *   `direct.ts` for single-key requests (PUT, GET whole, ranged or
  *   streamed, HEAD), which are most of the traffic and most of the client's
- *   CPU; the SDK for listings, deletes and multipart uploads.
+ *   CPU, and multipart uploads; the SDK for listings and deletes.
  *
  * Both throw failures in the SDK's shape (`$metadata.httpStatusCode`,
  * `$metadata.attempts`, the S3 code as `name`), so `errors.ts` classifies
@@ -32,6 +32,7 @@ import { createAgents, createS3Client, KNOWN_SHA256 } from './client.js';
 import type { S3Config } from './config.js';
 import { BackendError } from '../../errors.js';
 import { BodyTooLargeError, declaredLength, DirectClient, readBody } from './direct.js';
+import { directMultipart, sdkMultipart, type MultipartApi } from './multipart.js';
 import { statusOf } from './errors.js';
 
 /** Conditions and metadata of a single PUT. */
@@ -77,8 +78,10 @@ export interface ListedKey {
 
 /** Every request the store sends. Failures are thrown in the SDK's shape, unmapped. */
 export interface Transport {
-  /** The SDK client, for multipart uploads (`upload.ts`). */
+  /** The SDK client. */
   readonly client: S3Client;
+  /** The requests of multipart uploads (`upload.ts`), on the direct client where there is one. */
+  readonly multipart: MultipartApi;
   put(key: string, body: Uint8Array, options: PutKeyOptions): Promise<{ etag: string | undefined }>;
   get(key: string, options: GetKeyOptions): Promise<KeyBytes>;
   /** A streamed GET; `range` is an HTTP range (`bytes=0-99`). */
@@ -100,10 +103,16 @@ export interface Transport {
 
 /** Every request through the SDK client. */
 export class SdkTransport implements Transport {
+  #multipart: MultipartApi | undefined;
+
   constructor(
     readonly client: S3Client,
     protected readonly bucket: string,
   ) {}
+
+  get multipart(): MultipartApi {
+    return (this.#multipart ??= sdkMultipart(this.client, this.bucket));
+  }
 
   async put(key: string, body: Uint8Array, options: PutKeyOptions): Promise<{ etag: string | undefined }> {
     const input: PutObjectCommandInput = {
@@ -172,9 +181,16 @@ export class SdkTransport implements Transport {
 export class DirectTransport extends SdkTransport {
   readonly #direct: DirectClient;
 
+  readonly #directMultipart: MultipartApi;
+
   constructor(client: S3Client, bucket: string, direct: DirectClient) {
     super(client, bucket);
     this.#direct = direct;
+    this.#directMultipart = directMultipart(direct, bucket);
+  }
+
+  override get multipart(): MultipartApi {
+    return this.#directMultipart;
   }
 
   override async put(key: string, body: Uint8Array, options: PutKeyOptions): Promise<{ etag: string | undefined }> {

@@ -6,64 +6,84 @@
  *
  * - **A buffer** (replayable): hash it first (about 1.4 GiB/s), skip the
  *   upload if the object exists, else upload it in parts straight to its key
- *   with `If-None-Match: *` on the completion. No copy, no extra bytes.
+ *   with `If-None-Match: *` on the completion. Parts are views of the
+ *   buffer: no copy, no extra bytes.
  * - **A stream** (read once): upload it in parts to a temporary key while
  *   hashing it, then copy it server-side to its object key and remove the
- *   temporary key. The server copies the bytes once more, but the client
- *   sends them once and never holds more than `partSize * queueSize` of them
- *   (lib-storage's bound), and needs no local disk. Spooling to disk to hash
- *   first was the alternative: it would double the client's I/O and need free
- *   space the size of the object.
+ *   temporary key. The client sends the bytes once, holds at most
+ *   `partSize * (queueSize + 1)` of them (a fixed set of part buffers,
+ *   reused, so memory does not wait for the garbage collector), and needs
+ *   no local disk. Spooling to disk to hash first was the alternative: it
+ *   would double the client's I/O and need free space the size of the
+ *   object.
  *
- * The copy is a multipart copy (`UploadPartCopy`, completed with
- * `If-None-Match: *`), never `CopyObject`: a bucket that enforces conditional
- * writes by policy, as the stack in `infra/` does for `objects/`, refuses
- * `CopyObject` there (403, or 501 with conditional headers; AWS documents
- * this), while a conditional `CompleteMultipartUpload` is allowed. It costs
- * two requests more than `CopyObject`, against the tens of requests that
- * uploaded the stream.
+ * The copy is a multipart copy (`UploadPartCopy` in ranges of
+ * `COPY_PART_SIZE`, several in flight, completed with `If-None-Match: *`),
+ * never `CopyObject`: a bucket that enforces conditional writes by policy,
+ * as the stack in `infra/` does for `objects/`, refuses `CopyObject` there
+ * (403, or 501 with conditional headers; AWS documents this), while a
+ * conditional `CompleteMultipartUpload` is allowed. Measured on MinIO
+ * (`bench/s3.ts`), the copy costs the server about 4-4.7 ms of CPU per MiB,
+ * about as much as receiving the upload did: it is most of the gap to an
+ * upload to a fixed key. Ranges in parallel do not lower that CPU but
+ * spread it over the server's cores (1.2-1.5x one part's speed, loaded
+ * machine).
  *
- * Errors are thrown as the SDK raised them; the store maps them.
+ * Errors are thrown in the SDK's shape; the store maps them.
  *
  * @module
  */
-import { Readable } from 'node:stream';
-import {
-  CompleteMultipartUploadCommand,
-  CreateMultipartUploadCommand,
-  DeleteObjectCommand,
-  AbortMultipartUploadCommand,
-  UploadPartCopyCommand,
-  type S3Client,
-} from '@aws-sdk/client-s3';
-import { Upload } from '@aws-sdk/lib-storage';
 import { abortError } from '../../abort.js';
 import { createHasher, type Hash, type HashAlgorithm } from '../../hash.js';
 import { mapConcurrent } from '../../object-io.js';
 import { isConditionalConflict, isPreconditionFailed } from './errors.js';
+import type { ByteRange, MultipartApi } from './multipart.js';
 
 /** What the upload functions need from the store. */
 export interface UploadContext {
-  readonly client: S3Client;
-  readonly bucket: string;
+  readonly api: MultipartApi;
+  /** Bytes per uploaded part (at least 5 MiB but the last). */
   readonly partSize: number;
+  /** Parts of one upload in flight at once. */
   readonly queueSize: number;
+  /** Bytes per part of the server-side copy of a stream (at least 5 MiB). @default {@link COPY_PART_SIZE} */
+  readonly copyPartSize?: number | undefined;
+  /** Copy ranges in flight at once. @default {@link COPY_CONCURRENCY} */
+  readonly copyConcurrency?: number | undefined;
   /** HEAD on a key: does it exist? */
   exists(key: string, signal: AbortSignal | undefined): Promise<boolean>;
 }
 
-/** UploadPartCopy copies up to 5 GiB per part; larger objects are copied in 1 GiB parts (5 TiB is 5,120 parts). */
-const MAX_SINGLE_COPY = 5 * 1024 ** 3;
-const COPY_PART = 1024 ** 3;
+const MiB = 1024 * 1024;
+/**
+ * Bytes per part of the server-side copy, and parts copied at once: chosen
+ * by measurement on MinIO (`bench/s3.ts`, copy sweep). Larger parts mean
+ * fewer requests; several in flight let the server use its cores.
+ */
+export const COPY_PART_SIZE = 64 * MiB;
+export const COPY_CONCURRENCY = 4;
+/** The smallest copy range worth a request of its own (S3's minimum part is 5 MiB). */
+const MIN_COPY_PART = 8 * MiB;
+/** S3's limits: 10,000 parts, 5 GiB per part. */
+const MAX_PARTS = 10_000;
+const MAX_PART_BYTES = 5 * 1024 * MiB;
 /** Copies restarted after a 409 ConditionalRequestConflict (a concurrent completion on the same key). */
 const MAX_COPY_ATTEMPTS = 4;
 
 /** Uploads a buffer whose object key is known, in parts. "Already exists" is success. */
 export async function uploadBuffer(context: UploadContext, key: string, bytes: Uint8Array, signal: AbortSignal | undefined): Promise<void> {
   if (await context.exists(key, signal)) return;
+  const partSize = Math.max(context.partSize, Math.ceil(bytes.length / MAX_PARTS));
+  const parts: Uint8Array[] = [];
+  for (let start = 0; start < bytes.length || parts.length === 0; start += partSize) parts.push(bytes.subarray(start, start + partSize));
+  const uploadId = await context.api.create(key, signal);
   try {
-    await runUpload(context, key, bytes, true, signal);
+    const etags = await mapConcurrent(parts, context.queueSize, (part, index) => context.api.uploadPart(key, uploadId, index + 1, part, signal));
+    await context.api.complete(key, uploadId, etags, true, signal);
   } catch (error) {
+    await context.api.abort(key, uploadId).catch(() => undefined);
+    if (signal?.aborted) throw abortError(signal);
+    // 412: the object exists, and under a content address that means these very bytes.
     if (!isPreconditionFailed(error)) throw error;
   }
 }
@@ -77,6 +97,8 @@ export async function uploadBuffer(context: UploadContext, key: string, bytes: U
  * no `s3:DeleteObject` (the writer policy of `infra/`) gets AccessDenied,
  * which is ignored, and the bucket's lifecycle rule on `<prefix>tmp/`
  * expires the leftover after a day, as it does the key of a crashed writer.
+ * A failed or aborted upload is aborted, so its parts are released and
+ * nothing becomes visible.
  */
 export async function uploadStream(
   context: UploadContext,
@@ -87,66 +109,153 @@ export async function uploadStream(
   signal: AbortSignal | undefined,
 ): Promise<Hash> {
   const hasher = createHasher(algorithm);
+  const parts = new PartQueue(context, tmpKey, signal);
   let size = 0;
-  async function* hashing(): AsyncIterable<Uint8Array> {
+  let completed = false;
+  try {
     for await (const chunk of chunks) {
+      if (signal?.aborted) throw abortError(signal);
       hasher.update(chunk);
       size += chunk.length;
-      yield chunk;
+      await parts.write(chunk);
     }
-  }
-  try {
-    await runUpload(context, tmpKey, Readable.from(hashing(), { objectMode: false }), false, signal);
+    await parts.finish();
+    completed = true;
     const hash = hasher.digest();
     const key = keyOf(hash);
     if (!(await context.exists(key, signal))) await copy(context, tmpKey, key, size, signal);
     return hash;
-  } finally {
-    // Best effort: AccessDenied (a writer without delete) or a failure leaves a key that is never
-    // read and that the lifecycle rule on tmp/ expires.
-    await context.client.send(new DeleteObjectCommand({ Bucket: context.bucket, Key: tmpKey })).catch(() => undefined);
-  }
-}
-
-async function runUpload(
-  context: UploadContext,
-  key: string,
-  body: Uint8Array | Readable,
-  createOnly: boolean,
-  signal: AbortSignal | undefined,
-): Promise<void> {
-  if (signal?.aborted) throw abortError(signal);
-  const controller = new AbortController();
-  const onAbort = (): void => controller.abort(signal?.reason);
-  signal?.addEventListener('abort', onAbort, { once: true });
-  const upload = new Upload({
-    client: context.client,
-    params: { Bucket: context.bucket, Key: key, Body: body, ...(createOnly ? { IfNoneMatch: '*' } : {}) },
-    partSize: context.partSize,
-    queueSize: context.queueSize,
-    leavePartsOnError: false,
-    abortController: controller,
-  });
-  try {
-    await upload.done();
   } catch (error) {
     if (signal?.aborted) throw abortError(signal);
     throw error;
   } finally {
-    signal?.removeEventListener('abort', onAbort);
-    if (body instanceof Readable) body.destroy();
+    await parts.release(completed);
+    // Best effort: AccessDenied (a writer without delete) or a failure leaves a key that is never
+    // read and that the lifecycle rule on tmp/ expires.
+    if (completed) await context.api.remove(tmpKey).catch(() => undefined);
   }
 }
 
-function copySource(bucket: string, key: string): string {
-  return `${bucket}/${key.split('/').map(encodeURIComponent).join('/')}`;
+/**
+ * The parts of one streamed upload: bytes are copied into a fixed set of
+ * `queueSize + 1` part buffers, each sent when full while the next fills,
+ * and reused once its part is acknowledged. The multipart upload is created
+ * with the first part.
+ */
+class PartQueue {
+  readonly #context: UploadContext;
+  readonly #key: string;
+  /** Aborts the parts in flight when one fails or the caller aborts. */
+  readonly #controller = new AbortController();
+  readonly #free: Buffer[] = [];
+  readonly #inFlight = new Set<Promise<void>>();
+  readonly #etags: string[] = [];
+  #buffers = 0;
+  #current: Buffer | undefined;
+  #filled = 0;
+  #uploadId: Promise<string> | undefined;
+  #failure: { error: unknown } | undefined;
+
+  constructor(context: UploadContext, key: string, signal: AbortSignal | undefined) {
+    this.#context = context;
+    this.#key = key;
+    if (signal !== undefined) {
+      if (signal.aborted) this.#controller.abort(signal.reason);
+      else signal.addEventListener('abort', () => this.#controller.abort(signal.reason), { once: true, signal: this.#controller.signal });
+    }
+  }
+
+  /** Copies `chunk` into part buffers, sending each that fills; waits while every buffer is in flight. */
+  async write(chunk: Uint8Array): Promise<void> {
+    let offset = 0;
+    while (offset < chunk.length) {
+      this.#current ??= await this.#buffer();
+      const take = Math.min(chunk.length - offset, this.#current.length - this.#filled);
+      this.#current.set(take === chunk.length ? chunk : chunk.subarray(offset, offset + take), this.#filled);
+      this.#filled += take;
+      offset += take;
+      if (this.#filled === this.#current.length) this.#send();
+    }
+  }
+
+  /** Sends the last part, waits for every part and completes the upload. */
+  async finish(): Promise<void> {
+    if (this.#current !== undefined || this.#etags.length === 0) {
+      this.#current ??= Buffer.alloc(0);
+      this.#send();
+    }
+    while (this.#inFlight.size > 0) await Promise.race(this.#inFlight);
+    this.#throwIfFailed();
+    await this.#context.api.complete(this.#key, await this.#uploadId!, this.#etags, false, this.#controller.signal);
+  }
+
+  /**
+   * Drops the listener on the caller's signal; unless the upload completed,
+   * stops the parts in flight and aborts the upload, so that nothing
+   * becomes visible.
+   */
+  async release(completed: boolean): Promise<void> {
+    this.#controller.abort();
+    if (completed) return;
+    await Promise.allSettled(this.#inFlight);
+    const uploadId = await this.#uploadId?.catch(() => undefined);
+    if (uploadId !== undefined) await this.#context.api.abort(this.#key, uploadId).catch(() => undefined);
+  }
+
+  async #buffer(): Promise<Buffer> {
+    for (;;) {
+      this.#throwIfFailed();
+      const free = this.#free.pop();
+      if (free !== undefined) return free;
+      if (this.#buffers <= this.#context.queueSize) {
+        this.#buffers++;
+        // Outside Node's shared pool: these are long-lived and reused.
+        return Buffer.allocUnsafeSlow(this.#context.partSize);
+      }
+      await Promise.race(this.#inFlight);
+    }
+  }
+
+  #send(): void {
+    const buffer = this.#current!;
+    const body = buffer.subarray(0, this.#filled);
+    this.#current = undefined;
+    this.#filled = 0;
+    const part = this.#etags.length + 1;
+    this.#etags.push('');
+    const signal = this.#controller.signal;
+    this.#uploadId ??= this.#context.api.create(this.#key, signal);
+    const sent = this.#uploadId
+      .then((uploadId) => this.#context.api.uploadPart(this.#key, uploadId, part, body, signal))
+      .then(
+        (etag) => {
+          this.#etags[part - 1] = etag;
+          this.#free.push(buffer);
+        },
+        (error: unknown) => {
+          this.#failure ??= { error };
+          this.#controller.abort();
+        },
+      )
+      .finally(() => this.#inFlight.delete(sent));
+    this.#inFlight.add(sent);
+  }
+
+  #throwIfFailed(): void {
+    if (this.#failure !== undefined) throw this.#failure.error;
+    if (this.#controller.signal.aborted) throw abortError(this.#controller.signal);
+  }
 }
 
-/** Copies `from` (of `size` bytes) to `to` unless `to` exists; never overwrites. */
-async function copy(context: UploadContext, from: string, to: string, size: number, signal: AbortSignal | undefined): Promise<void> {
+/**
+ * Copies `from` (of `size` bytes) to `to` unless `to` exists; never
+ * overwrites. Exported for `bench/s3.ts`, which measures this step alone.
+ */
+export async function copy(context: UploadContext, from: string, to: string, size: number, signal: AbortSignal | undefined): Promise<void> {
   for (let attempt = 1; ; attempt++) {
     try {
-      await multipartCopy(context, from, to, size, signal);
+      const concurrency = context.copyConcurrency ?? COPY_CONCURRENCY;
+      await multipartCopy(context.api, from, to, copyRanges(size, context.copyPartSize, concurrency), concurrency, signal);
       return;
     } catch (error) {
       // 412: the object exists, and under a content address that means these very bytes.
@@ -157,37 +266,38 @@ async function copy(context: UploadContext, from: string, to: string, size: numb
   }
 }
 
+/**
+ * The source ranges of a copy: `concurrency` ranges or more, of at
+ * most `copyPartSize` and at least 8 MiB (larger if 10,000 of them would
+ * not cover `size`); one part without a range when that is all (0 bytes
+ * included: a range cannot express "empty").
+ */
+export function copyRanges(size: number, copyPartSize = COPY_PART_SIZE, concurrency = COPY_CONCURRENCY): Array<ByteRange | undefined> {
+  // Smaller objects still get `concurrency` ranges, down to MIN_COPY_PART.
+  const wanted = Math.min(copyPartSize, Math.max(MIN_COPY_PART, Math.ceil(size / concurrency)));
+  if (size <= wanted) return [undefined];
+  const partSize = Math.min(MAX_PART_BYTES, Math.max(wanted, Math.ceil(size / MAX_PARTS)));
+  const ranges: ByteRange[] = [];
+  for (let start = 0; start < size; start += partSize) ranges.push([start, Math.min(size, start + partSize) - 1]);
+  return ranges;
+}
+
 /** One multipart copy, completed with `If-None-Match: *`; aborted on any failure (a 412 included). */
-async function multipartCopy(context: UploadContext, from: string, to: string, size: number, signal: AbortSignal | undefined): Promise<void> {
-  const { client, bucket } = context;
-  const source = copySource(bucket, from);
-  // One part without a range covers any size up to 5 GiB, 0 bytes included (a range cannot express "empty").
-  const ranges: Array<string | undefined> = [];
-  if (size <= MAX_SINGLE_COPY) ranges.push(undefined);
-  else for (let start = 0; start < size; start += COPY_PART) ranges.push(`bytes=${start}-${Math.min(size, start + COPY_PART) - 1}`);
-  const { UploadId } = await client.send(new CreateMultipartUploadCommand({ Bucket: bucket, Key: to }), { abortSignal: signal });
+async function multipartCopy(
+  api: MultipartApi,
+  from: string,
+  to: string,
+  ranges: ReadonlyArray<ByteRange | undefined>,
+  concurrency: number,
+  signal: AbortSignal | undefined,
+): Promise<void> {
+  const uploadId = await api.create(to, signal);
   try {
-    const parts = await mapConcurrent(ranges, context.queueSize, async (range, index) => {
-      const out = await client.send(
-        new UploadPartCopyCommand({
-          Bucket: bucket,
-          Key: to,
-          UploadId,
-          PartNumber: index + 1,
-          CopySource: source,
-          ...(range === undefined ? {} : { CopySourceRange: range }),
-        }),
-        { abortSignal: signal },
-      );
-      return { ETag: out.CopyPartResult?.ETag, PartNumber: index + 1 };
-    });
-    await client.send(
-      new CompleteMultipartUploadCommand({ Bucket: bucket, Key: to, UploadId, MultipartUpload: { Parts: parts }, IfNoneMatch: '*' }),
-      { abortSignal: signal },
-    );
+    const etags = await mapConcurrent(ranges, concurrency, (range, index) => api.copyPart(to, uploadId, index + 1, from, range, signal));
+    await api.complete(to, uploadId, etags, true, signal);
   } catch (error) {
     // Not under the caller's signal: an aborted put must still release its parts (AbortMultipartUpload is in the writer policy).
-    await client.send(new AbortMultipartUploadCommand({ Bucket: bucket, Key: to, UploadId })).catch(() => undefined);
+    await api.abort(to, uploadId).catch(() => undefined);
     throw error;
   }
 }
