@@ -1,7 +1,9 @@
 /**
- * Event streams on any {@link Store}: append-only logs of JSON events with
- * sequence numbers that only go up and are never reused, even across
- * truncation, crashes and writers on different machines.
+ * The generic stream layout: event streams on any {@link Store}, built only
+ * on refs and compare-and-swap, with sequence numbers that only go up and
+ * are never reused, even across truncation, crashes and writers on
+ * different machines. {@link EventStreams} uses it on stores without a
+ * native stream path, and for streams created in this layout.
  *
  * ## Layout (refs under `prefix`, default `streams/`)
  *
@@ -53,45 +55,13 @@
  * @module
  */
 import { LRUCache } from 'lru-cache';
-import { sleep, throwIfAborted, type AbortOptions } from '../abort.js';
-import { CorruptStoreError, InvalidArgumentError } from '../errors.js';
-import { hashBytes, type Hash } from '../hash.js';
-import { mapConcurrent } from '../object-io.js';
-import type { Store } from '../store.js';
-import { encodeJson, tryDecodeJson, type JsonValue } from './json.js';
-import { assertNamespace, assertSegmentName } from './names.js';
-
-/** One event as {@link EventStreams.read} yields it. */
-export interface StreamEvent<T = JsonValue> {
-  /** Its sequence number: 1 for a stream's first event, increasing, never reused. */
-  readonly seq: number;
-  /** The event, as appended. */
-  readonly event: T;
-}
-
-/** Options of {@link eventStreams}. */
-export interface EventStreamsOptions {
-  /**
-   * Ref prefix under which streams live; `""` or ending in `/`. Two
-   * `EventStreams` share streams exactly when they share store and prefix.
-   * @default 'streams/'
-   */
-  prefix?: string | undefined;
-}
-
-/** Options of {@link EventStreams.read}. */
-export interface StreamReadOptions extends AbortOptions {
-  /**
-   * First sequence number to return (events below it, and truncated ones, are skipped).
-   * @default 1
-   */
-  from?: number | undefined;
-  /**
-   * Most events to return.
-   * @default Infinity
-   */
-  limit?: number | undefined;
-}
+import { sleep, throwIfAborted, type AbortOptions } from '../../abort.js';
+import { CorruptStoreError, InvalidArgumentError, UnsupportedError } from '../../errors.js';
+import { hashBytes, type Hash } from '../../hash.js';
+import { mapConcurrent } from '../../object-io.js';
+import type { Store } from '../../store.js';
+import { tryDecodeJson } from '../json.js';
+import { markerLayout, type NativeStreamEvent } from './native.js';
 
 /** The head object: high-water mark and truncation floor. */
 interface HeadState {
@@ -118,23 +88,8 @@ const SLOW_CLAIM_MS = 2;
 const RECOGNISE_BEHIND = 8;
 const RECOGNISE_AHEAD = 64;
 
-/**
- * Event streams over `store`.
- *
- * @example
- * ```ts
- * const streams = eventStreams(store);
- * const seq = await streams.append('orders', { id: 7, total: 12.5 }); // 1
- * for await (const { seq, event } of streams.read('orders', { from: 1 })) console.log(seq, event);
- * await streams.truncate('orders', seq); // drops 1..seq; the next append gets seq + 1
- * ```
- */
-export function eventStreams(store: Store, options: EventStreamsOptions = {}): EventStreams {
-  return new EventStreams(store, options);
-}
-
-/** See {@link eventStreams}. */
-export class EventStreams {
+/** The generic layout of the streams under one prefix of one store. See the module comment. */
+export class RefStreams {
   readonly #store: Store;
   readonly #prefix: string;
   /** Head objects are immutable, so their decoded form can be cached by hash. */
@@ -144,32 +99,14 @@ export class EventStreams {
   /** The last floor seen per stream, for recognising heads. */
   readonly #floors = new Map<string, number>();
 
-  constructor(store: Store, options: EventStreamsOptions = {}) {
-    const prefix = options.prefix ?? 'streams/';
-    assertNamespace(prefix, 'prefix');
+  /** `prefix` is checked by the caller. */
+  constructor(store: Store, prefix: string) {
     this.#store = store;
     this.#prefix = prefix;
   }
 
-  /**
-   * Appends one event and resolves to its sequence number: the next free
-   * one, greater than every number handed out before. The event must be a
-   * JSON value that reads back unchanged (else {@link InvalidArgumentError},
-   * nothing written). Safe to call concurrently from any number of
-   * processes sharing the store; each gets a distinct number.
-   *
-   * Once the number is claimed the append completes even if `signal` fires,
-   * so an aborted append either did not happen or happened completely.
-   *
-   * @example
-   * ```ts
-   * const seq = await streams.append('audit', { user: 'ada', action: 'login' });
-   * ```
-   */
-  async append(stream: string, event: unknown, options: AbortOptions = {}): Promise<number> {
-    assertSegmentName(stream, 'stream name');
-    const bytes = encodeJson(event, 'event');
-    throwIfAborted(options.signal);
+  /** Appends `bytes` (an encoded JSON event) and resolves to its number; see {@link EventStreams.append}. */
+  async append(stream: string, bytes: Uint8Array, options: AbortOptions): Promise<number> {
     const hash = await this.#store.put(bytes, options);
     let n: number;
     const hint = this.#hints.get(stream);
@@ -217,25 +154,8 @@ export class EventStreams {
     }
   }
 
-  /**
-   * Yields the surviving events numbered `from` or more, in order, up to the
-   * last number committed when the call started.
-   *
-   * @example
-   * ```ts
-   * for await (const { seq, event } of streams.read('audit', { from: 100 })) handle(seq, event);
-   * ```
-   */
-  async *read(stream: string, options: StreamReadOptions = {}): AsyncIterable<StreamEvent> {
-    assertSegmentName(stream, 'stream name');
-    const from = options.from ?? 1;
-    const limit = options.limit ?? Number.POSITIVE_INFINITY;
-    if (!Number.isSafeInteger(from) || from < 0) {
-      throw new InvalidArgumentError(`read option from must be a whole number >= 0, got ${String(from)}`);
-    }
-    if (!(limit >= 0) || (limit !== Number.POSITIVE_INFINITY && !Number.isSafeInteger(limit))) {
-      throw new InvalidArgumentError(`read option limit must be a whole number >= 0 or Infinity, got ${String(limit)}`);
-    }
+  /** The surviving events numbered `from` or more, at most `limit`; see {@link EventStreams.read}. */
+  async *read(stream: string, from: number, limit: number, options: AbortOptions): AsyncIterable<NativeStreamEvent> {
     const head = await this.#readHead(stream, options);
     if (head.hash === null || limit === 0) return;
     const last = head.seq;
@@ -255,75 +175,32 @@ export class EventStreams {
       if (seq > last) break;
       batch.push({ seq, hash: ref.hash });
       if (batch.length >= Math.min(READ_BATCH, left)) {
-        yield* this.#fetch(stream, batch, options);
+        yield* this.#fetch(batch, options);
         left -= batch.length;
         batch = [];
         if (left <= 0) return;
       }
     }
-    if (batch.length > 0) yield* this.#fetch(stream, batch, options);
+    if (batch.length > 0) yield* this.#fetch(batch, options);
   }
 
   /** Reads a batch of listed events in one round trip. */
-  async *#fetch(stream: string, items: ReadonlyArray<{ seq: number; hash: Hash }>, options: AbortOptions): AsyncIterable<StreamEvent> {
+  async *#fetch(items: ReadonlyArray<{ seq: number; hash: Hash }>, options: AbortOptions): AsyncIterable<NativeStreamEvent> {
     const bodies = await this.#store.getMany(
       items.map((item) => item.hash),
       options,
     );
-    for (let i = 0; i < items.length; i++) {
-      yield { seq: items[i]!.seq, event: this.#decodeEvent(stream, items[i]!.seq, bodies[i]!) };
-    }
+    for (let i = 0; i < items.length; i++) yield { seq: items[i]!.seq, bytes: bodies[i]! };
   }
 
-  /**
-   * The highest number committed on `stream` (0 if it never had an append):
-   * every append that has resolved is at or below it. Truncation does not
-   * lower it.
-   *
-   * @example
-   * ```ts
-   * const next = (await streams.lastSeq('audit')) + 1; // at least what the next append returns
-   * ```
-   */
-  async lastSeq(stream: string, options: AbortOptions = {}): Promise<number> {
-    assertSegmentName(stream, 'stream name');
+  /** The highest number committed (0 if none); see {@link EventStreams.lastSeq}. */
+  async lastSeq(stream: string, options: AbortOptions): Promise<number> {
     const head = await this.#readHead(stream, options);
     return head.seq;
   }
 
-  /**
-   * The name of every stream that ever had an append, sorted, including
-   * streams truncated to nothing.
-   *
-   * @example
-   * ```ts
-   * for (const name of await streams.streams()) console.log(name, await streams.lastSeq(name));
-   * ```
-   */
-  async streams(options: AbortOptions = {}): Promise<string[]> {
-    const base = `${this.#prefix}head/`;
-    const names: string[] = [];
-    for await (const ref of this.#store.listRefs(base, options)) names.push(ref.name.slice(base.length));
-    return names;
-  }
-
-  /**
-   * Drops the events numbered `upTo` or less (`upTo` is capped at
-   * {@link EventStreams.lastSeq}; `Infinity` drops everything committed). Later appends still get
-   * numbers above every number handed out before. Resolves to the new
-   * floor: every number at or below it is gone for good. A stream that never
-   * had an append is left alone (resolves to 0).
-   *
-   * @example
-   * ```ts
-   * const floor = await streams.truncate('audit', 1000); // events 1..1000 dropped
-   * ```
-   */
-  async truncate(stream: string, upTo: number, options: AbortOptions = {}): Promise<number> {
-    assertSegmentName(stream, 'stream name');
-    if (!(upTo >= 0) || (upTo !== Number.POSITIVE_INFINITY && !Number.isSafeInteger(upTo))) {
-      throw new InvalidArgumentError(`truncate upTo must be a whole number >= 0 or Infinity, got ${String(upTo)}`);
-    }
+  /** Drops the events numbered `upTo` or less and resolves to the floor; see {@link EventStreams.truncate}. */
+  async truncate(stream: string, upTo: number, options: AbortOptions): Promise<number> {
     let head = await this.#readHead(stream, options);
     if (head.hash === null) return 0;
     for (;;) {
@@ -332,7 +209,7 @@ export class EventStreams {
       if (target <= head.floor) break;
       // The floor is raised before any event ref is deleted: see the module comment.
       const next = await this.#putHead({ seq: head.seq, floor: target }, options);
-      const swap = await this.#store.compareAndSwap(this.#headRef(stream), head.hash, next, options);
+      const swap = await this.#store.compareAndSwap(this.headRef(stream), head.hash, next, options);
       if (swap.ok) {
         head = { seq: head.seq, floor: target, hash: next };
         break;
@@ -366,7 +243,7 @@ export class EventStreams {
       }
       if (head.seq >= n) return true;
       const next = await this.#putHead({ seq: n, floor: head.floor }, {});
-      const swap = await this.#store.compareAndSwap(this.#headRef(stream), head.hash, next);
+      const swap = await this.#store.compareAndSwap(this.headRef(stream), head.hash, next);
       if (swap.ok) return true;
       head = await this.#headFromRef(stream, swap.current?.hash ?? null, {});
     }
@@ -375,7 +252,7 @@ export class EventStreams {
   /** Creates the head of a new stream, so that it is listed from its first append on. */
   async #register(stream: string, options: AbortOptions): Promise<Head> {
     const initial = await this.#putHead({ seq: 0, floor: 0 }, options);
-    const swap = await this.#store.compareAndSwap(this.#headRef(stream), null, initial, options);
+    const swap = await this.#store.compareAndSwap(this.headRef(stream), null, initial, options);
     if (swap.ok) return { seq: 0, floor: 0, hash: initial };
     return this.#headFromRef(stream, swap.current?.hash ?? null, options);
   }
@@ -405,7 +282,7 @@ export class EventStreams {
   }
 
   async #readHead(stream: string, options: AbortOptions): Promise<Head> {
-    const ref = await this.#store.getRef(this.#headRef(stream), options);
+    const ref = await this.#store.getRef(this.headRef(stream), options);
     return this.#headFromRef(stream, ref?.hash ?? null, options);
   }
 
@@ -448,21 +325,12 @@ export class EventStreams {
     return hash;
   }
 
-  #decodeEvent(stream: string, seq: number, bytes: Uint8Array): JsonValue {
-    const decoded = tryDecodeJson(bytes);
-    if (decoded === undefined) {
-      throw new CorruptStoreError(`event ${seq} of stream "${stream}" is not JSON; was its ref written by something else?`, {
-        ref: this.#eventRef(stream, seq),
-      });
-    }
-    return decoded.value;
-  }
-
   #hint(stream: string, seq: number): void {
     if (seq > (this.#hints.get(stream) ?? 0)) this.#hints.set(stream, seq);
   }
 
-  #headRef(stream: string): string {
+  /** The ref that names the stream's head; it exists from the stream's first append on. */
+  headRef(stream: string): string {
     return `${this.#prefix}head/${stream}`;
   }
 
@@ -493,6 +361,8 @@ function assertSeq(n: number): void {
 
 function parseHead(stream: string, bytes: Uint8Array): HeadState {
   const decoded = tryDecodeJson(bytes)?.value as { seq?: unknown; floor?: unknown } | undefined;
+  const layout = markerLayout(decoded);
+  if (layout !== undefined) throw nativeElsewhere(stream, layout);
   const seq = decoded?.seq;
   const floor = decoded?.floor;
   if (
@@ -506,4 +376,13 @@ function parseHead(stream: string, bytes: Uint8Array): HeadState {
     throw new CorruptStoreError(`the head of stream "${stream}" is not a {"seq","floor"} record; was it written by something else?`);
   }
   return { seq, floor };
+}
+
+/** The error for a stream whose head is another layout's marker (see `native.ts`). */
+export function nativeElsewhere(stream: string, layout: string): UnsupportedError {
+  return new UnsupportedError(
+    `stream "${stream}" is kept in the backend's native "${layout}" layout, which this store does not offer ` +
+      '(a layer that does not pass native streams on, another kind of backend, or refs copied without the stream data); ' +
+      'open the stream on the backend store itself, or through cached() or readOnly()',
+  );
 }
