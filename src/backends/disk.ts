@@ -45,9 +45,11 @@ import type {
   WatchOptions,
 } from '../store.js';
 import { mapFsError } from './disk/fs-errors.js';
+import { nativeStreams } from '../data/streams/native.js';
 import { LargeFiles, READ_CHUNK } from './disk/large.js';
 import { openLayout } from './disk/layout.js';
 import { ObjectLog, RECORD_PAYLOAD_LIMIT, type CompactionResult } from './disk/object-log.js';
+import { DiskStreams } from './disk/native-streams.js';
 import { RefLog } from './disk/ref-log.js';
 import { emptyReport, type RecoveryReport } from './disk/report.js';
 
@@ -162,7 +164,7 @@ export async function openDiskStore(dir: string, options: DiskStoreOptions = {})
   }
   const large = new LargeFiles(root);
   void large.sweepTemps(TEMP_SWEEP_AGE_MS).catch(() => {});
-  return new DiskStore(root, { objects, refs, large, report, smallObjectMaxBytes });
+  return new DiskStore(root, { objects, refs, large, report, smallObjectMaxBytes, staleLockMs });
 }
 
 interface Parts {
@@ -171,6 +173,7 @@ interface Parts {
   readonly large: LargeFiles;
   readonly report: RecoveryReport;
   readonly smallObjectMaxBytes: number;
+  readonly staleLockMs: number;
 }
 
 /** See {@link openDiskStore}. */
@@ -194,6 +197,8 @@ export class DiskStore implements Store {
   readonly #report: RecoveryReport;
   readonly #smallMax: number;
   #closed = false;
+  /** Native event streams (`disk/native-streams.ts`), found by `eventStreams`. */
+  readonly [nativeStreams]: DiskStreams;
 
   /** Use {@link openDiskStore}. */
   constructor(directory: string, parts: Parts) {
@@ -203,6 +208,7 @@ export class DiskStore implements Store {
     this.#large = parts.large;
     this.#report = parts.report;
     this.#smallMax = parts.smallObjectMaxBytes;
+    this[nativeStreams] = DiskStreams.open(directory, { staleLockMs: parts.staleLockMs, report: parts.report }, (o) => this.#check(o));
   }
 
   /**
@@ -560,6 +566,7 @@ export class DiskStore implements Store {
     if (this.#closed) return;
     this.#closed = true;
     try {
+      await this[nativeStreams].close();
       await this.#objects.close();
     } finally {
       await this.#refs.close();
