@@ -36,6 +36,7 @@ import type {
   WatchOptions,
 } from '../store.js';
 import { integerOption, storeOption } from './options.js';
+import { nativeStreams, nativeStreamsOf, type NativeStreams } from '../data/streams/native.js';
 
 /** Options of {@link cached}. */
 export interface CachedOptions {
@@ -92,6 +93,8 @@ export function cached(store: Store, options: CachedOptions = {}): CachedStore {
 /** See {@link cached}. */
 export class CachedStore implements Store {
   readonly capabilities: StoreCapabilities;
+  /** The inner store's native event streams, passed on as they are (see `data/streams/native.ts`). */
+  readonly [nativeStreams]: NativeStreams | undefined;
   readonly #inner: Store;
   readonly #lru: LRUCache<string, Uint8Array>;
   readonly #maxObjectBytes: number;
@@ -117,6 +120,7 @@ export class CachedStore implements Store {
     );
     this.#inner = inner;
     this.capabilities = { ...inner.capabilities };
+    this[nativeStreams] = nativeStreamsOf(inner);
     this.#lru = new LRUCache<string, Uint8Array>({
       maxSize: maxBytes,
       // The empty object still takes an entry; lru-cache needs a positive size.

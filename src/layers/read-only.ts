@@ -22,6 +22,7 @@ import type {
   StoreCapabilities,
   WatchOptions,
 } from '../store.js';
+import { nativeStreams, nativeStreamsOf, readOnlyNativeStreams, type NativeStreams } from '../data/streams/native.js';
 
 /**
  * Wraps `store` so that every write (put, putMany, delete, setRef,
@@ -44,12 +45,16 @@ export function readOnly(store: Store): Store {
 /** See {@link readOnly}. */
 export class ReadOnlyStore implements Store {
   readonly capabilities: StoreCapabilities;
+  /** The inner store's native event streams, read-only (see `data/streams/native.ts`). */
+  readonly [nativeStreams]: NativeStreams | undefined;
   readonly #inner: Store;
   #closed = false;
 
   constructor(inner: Store) {
     this.#inner = inner;
     this.capabilities = { ...inner.capabilities, writable: false };
+    const native = nativeStreamsOf(inner);
+    this[nativeStreams] = native && readOnlyNativeStreams(native);
   }
 
   #refuse(operation: string): Promise<never> {

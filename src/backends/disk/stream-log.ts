@@ -4,14 +4,7 @@
  * key, never the key itself), appended only while holding the stream's
  * cross-process lease (`stream-lease.ts`).
  *
- * Records: `kind u8 | 7 reserved | a f64 | b f64 | payload`.
- * - **base** (first record of every file): `a` = highest number so far,
- *   `b` = floor, payload = the stream key (checked on every read, so a file
- *   is never taken for another stream's).
- * - **event**: `a` = its number, `b` = the floor when written (so a floor
- *   record lost to damage is learnt again from the next event), payload =
- *   the event's JSON bytes.
- * - **floor**: `a` = the new floor (truncation).
+ * Records and the preallocated end are described in `stream-records.ts`.
  *
  * Appends queue up; one drain writes every queued append as one batch with
  * one synchronous write and one fdatasync (group commit), and resolves each
@@ -31,34 +24,44 @@
  *
  * @module
  */
-import { constants, fstatSync, readSync, writeSync } from 'node:fs';
+import { constants, fstatSync, readSync, writeSync, writevSync } from 'node:fs';
 import { rename } from 'node:fs/promises';
 import { join } from 'node:path';
 import { abortError } from '../../abort.js';
 import { BackendError, ClosedError, CorruptStoreError } from '../../errors.js';
 import type { NativeStreamEvent } from '../../data/streams/native.js';
 import { closeAsync, fdatasyncAsync, fstatAsync, ftruncateAsync, openAsync, readAsync, writeAsync } from './fd.js';
-import { FRAME_HEADER, parseFrame, scanFrames, sealFrame } from './frame.js';
+import { FRAME_HEADER, parseFrame } from './frame.js';
 import { errnoOf, mapFsError } from './fs-errors.js';
 import { fsyncDir } from './layout.js';
 import type { DroppedStretch } from './report.js';
 import { EventIndex } from './stream-index.js';
 import { StreamLease } from './stream-lease.js';
+import {
+  BODY_FIXED,
+  encodeRecords,
+  forEachFrame,
+  isZero,
+  KIND_BASE,
+  KIND_EVENT,
+  KIND_FLOOR,
+  MAX_BODY,
+  scanRecords,
+  STREAM_MAGIC,
+  zeroFrom,
+  type RecordSpec,
+} from './stream-records.js';
 
-/** 'CSTR' little endian. */
-const STREAM_MAGIC = 0x52545343;
-const KIND_EVENT = 1;
-const KIND_FLOOR = 2;
-const KIND_BASE = 3;
-const BODY_FIXED = 24;
-/** The largest event the log takes (the caller refuses larger ones up front). */
-export const MAX_EVENT_BYTES = 16 * 1024 * 1024;
-const MAX_BODY = BODY_FIXED + MAX_EVENT_BYTES;
+export { MAX_EVENT_BYTES } from './stream-records.js';
 /** Events per read of the file, and bytes (at least one event). */
 const READ_EVENTS = 64;
 const READ_BYTES = 1024 * 1024;
 /** Bytes per copy step while rewriting. */
 const COPY_CHUNK = 1024 * 1024;
+/** Zeros written ahead of the last record: the log's size so far, within these bounds. */
+const PREALLOCATE_MIN = 16 * 1024;
+const PREALLOCATE_MAX = 1024 * 1024;
+const ZEROS = Buffer.alloc(PREALLOCATE_MAX);
 
 /** Tuning and hooks of a stream log. */
 export interface StreamLogOptions {
@@ -222,7 +225,11 @@ export class StreamLog {
     }
   }
 
-  /** Under the lease: open (creating) the file, read what others appended, cut a torn tail, write the base if new. */
+  /**
+   * Under the lease: open (creating) the file, read what others appended,
+   * cut a torn tail (and anything after the preallocated zeros: bytes of an
+   * unsynced batch that a power cut left behind), write the base if new.
+   */
   async #prepare(): Promise<void> {
     if (this.#fd < 0) {
       try {
@@ -231,10 +238,10 @@ export class StreamLog {
         throw mapFsError(error, `opening the stream log streams/${this.#name}`);
       }
     }
-    await this.#catchUp();
-    if (this.#tail > 0) {
-      // We hold the lease and the last holder synced before letting go: these bytes are a dead writer's.
-      this.#options.onDropped({ file: `streams/${this.#name}`, offset: this.#end, bytes: this.#tail, reason: 'torn-tail' });
+    const size = await this.#catchUp();
+    if (this.#tail > 0 || !(await zeroFrom(this.#fd, this.#end, size))) {
+      // We hold the lease and every holder syncs before letting go: these bytes are a dead writer's.
+      this.#options.onDropped({ file: `streams/${this.#name}`, offset: this.#end, bytes: size - this.#end, reason: 'torn-tail' });
       try {
         await ftruncateAsync(this.#fd, this.#end);
         await fdatasyncAsync(this.#fd);
@@ -244,12 +251,10 @@ export class StreamLog {
       this.#tail = 0;
     }
     if (!this.#based) {
-      const base = this.#frames([{ kind: KIND_BASE, a: 0, b: 0, payload: Buffer.from(this.#key) }]);
-      await this.#write(base, 'creating');
+      await this.#write([{ kind: KIND_BASE, a: 0, b: 0, payload: Buffer.from(this.#key) }], 'creating');
       await fsyncDir(this.#dir).catch((error: unknown) => {
         throw mapFsError(error, 'syncing the streams directory');
       });
-      this.#applyFrames(base, 0);
     }
   }
 
@@ -260,58 +265,75 @@ export class StreamLog {
       return false;
     });
     if (live.length === 0) return;
-    const frames = this.#frames(
-      live.map((op, i) => ({ kind: KIND_EVENT, a: this.#seq + 1 + i, b: this.#floor, payload: op.bytes })),
+    const first = this.#seq + 1;
+    await this.#write(
+      live.map((op, i) => ({ kind: KIND_EVENT, a: first + i, b: this.#floor, payload: op.bytes })),
+      'appending to',
     );
-    const at = this.#end;
-    await this.#write(frames, 'appending to');
-    this.#applyFrames(frames, at);
-    const first = this.#seq - live.length + 1;
     live.forEach((op, i) => op.settle.resolve(first + i));
   }
 
   async #truncate(upTo: number): Promise<number> {
     const target = Math.min(upTo, this.#seq);
     if (target <= this.#floor) return this.#floor;
-    const frame = this.#frames([{ kind: KIND_FLOOR, a: target, b: 0, payload: Buffer.alloc(0) }]);
-    const at = this.#end;
-    await this.#write(frame, 'truncating');
-    this.#applyFrames(frame, at);
+    await this.#write([{ kind: KIND_FLOOR, a: target, b: 0, payload: Buffer.alloc(0) }], 'truncating');
     await this.#compactIfWorthIt();
     return this.#floor;
   }
 
-  /** Writes frames at the end of the file and syncs them; on failure takes back what may have landed. */
-  async #write(frames: Buffer, doing: string): Promise<void> {
-    // Nobody else may write while we hold the lease; if someone did (a lease broken while we
-    // were paused), nothing is written on a stale view: the caller fails and the next batch reloads.
+  /**
+   * Writes records at the end of the log (and zeros ahead of them when the
+   * preallocated room runs out), syncs, then applies them to the state.
+   * On failure it takes back what may have landed.
+   */
+  async #write(records: readonly RecordSpec[], doing: string): Promise<void> {
+    const frames = encodeRecords(records);
+    const at = this.#end;
+    // Nobody else writes while we hold the lease; if someone did (a lease broken while we were
+    // paused), nothing is written on a stale view: the batch fails and the next one reloads.
     const info = fstatSync(this.#fd);
-    if (info.nlink === 0 || info.size !== this.#end) {
+    const header = Buffer.alloc(FRAME_HEADER);
+    const seen = info.size > at ? readSync(this.#fd, header, 0, FRAME_HEADER, at) : 0;
+    if (info.nlink === 0 || info.size < at || !isZero(header, 0, seen)) {
       throw new BackendError(`streams/${this.#name} changed while this process held its lease; nothing was written, retry`, {
         retryable: true,
       });
     }
+    const room = info.size - at;
+    const zeros = frames.length <= room ? 0 : Math.min(PREALLOCATE_MAX, Math.max(PREALLOCATE_MIN, at));
     try {
-      let done = 0;
-      while (done < frames.length) done += writeSync(this.#fd, frames, done, frames.length - done, this.#end + done);
+      const parts = zeros === 0 ? [frames] : [frames, ZEROS.subarray(0, zeros)];
+      const total = frames.length + zeros;
+      let done = writevSync(this.#fd, parts, at);
+      if (done < total) {
+        const all = Buffer.concat(parts);
+        while (done < total) done += writeSync(this.#fd, all, done, total - done, at + done);
+      }
       await fdatasyncAsync(this.#fd);
     } catch (error) {
-      await ftruncateAsync(this.#fd, this.#end).catch(() => {});
+      // Zeros back over what may have landed (keeping the preallocation), or cut it off.
+      if (frames.length <= room) await writeAsync(this.#fd, ZEROS, 0, frames.length, at).catch(() => {});
+      else await ftruncateAsync(this.#fd, at).catch(() => {});
       throw mapFsError(error, `${doing} the stream log streams/${this.#name}`);
     }
+    forEachFrame(frames, at, (offset, body) => this.#apply(offset, body));
+    this.#end = at + frames.length;
   }
 
-  /** Reads records appended since the last look (by anyone); reloads a file rewritten by another process. */
-  async #catchUp(): Promise<void> {
+  /**
+   * Reads records appended since the last look (by anyone); reloads a file
+   * rewritten by another process. Resolves to the file's size (0 if absent).
+   */
+  async #catchUp(): Promise<number> {
     if (this.#fd < 0) {
       try {
         this.#fd = await openAsync(this.#path, constants.O_RDWR | constants.O_NOFOLLOW);
       } catch (error) {
-        if (errnoOf(error) === 'ENOENT') return;
+        if (errnoOf(error) === 'ENOENT') return 0;
         throw mapFsError(error, `opening the stream log streams/${this.#name}`);
       }
     }
-    let info = await fstatAsync(this.#fd).catch((error: unknown) => {
+    const info = await fstatAsync(this.#fd).catch((error: unknown) => {
       throw mapFsError(error, `reading the stream log streams/${this.#name}`);
     });
     if (info.nlink === 0 || info.size < this.#end) {
@@ -319,21 +341,15 @@ export class StreamLog {
       await closeAsync(this.#fd).catch(() => {});
       this.#fd = -1;
       this.#reset();
-      await this.#catchUp();
-      return;
+      return this.#catchUp();
     }
-    if (info.size === this.#end) {
-      this.#tail = 0;
-      return;
-    }
-    const outcome = await scanFrames(this.#fd, this.#end, info.size, STREAM_MAGIC, MAX_BODY, (offset, body) =>
-      this.#apply(offset, body),
-    );
+    const outcome = await scanRecords(this.#fd, this.#end, info.size, (offset, body) => this.#apply(offset, body));
     for (const region of outcome.dropped) {
       this.#options.onDropped({ file: `streams/${this.#name}`, ...region, reason: 'corrupt' });
     }
     this.#end = outcome.end;
     this.#tail = outcome.tailBytes;
+    return info.size;
   }
 
   #reset(): void {
@@ -343,16 +359,6 @@ export class StreamLog {
     this.#seq = 0;
     this.#floor = 0;
     this.#index.clear();
-  }
-
-  /** Applies frames this process just wrote at `at`, as a scan of the file would. */
-  #applyFrames(frames: Buffer, at: number): void {
-    for (let pos = 0; pos < frames.length; ) {
-      const length = frames.readUInt32LE(pos + 8);
-      this.#apply(at + pos, frames.subarray(pos + FRAME_HEADER, pos + FRAME_HEADER + length));
-      pos += FRAME_HEADER + length;
-    }
-    this.#end = at + frames.length;
   }
 
   #apply(offset: number, body: Buffer): void {
@@ -438,7 +444,7 @@ export class StreamLog {
     const live = this.#index.firstOffset() ?? this.#end;
     // The base holds the number just before the first record copied after it, as a scan expects.
     const firstSeq = this.#index.size > 0 ? this.#index.seqAt(this.#index.firstAtOrAbove(0)) : this.#seq + 1;
-    const base = this.#frames([{ kind: KIND_BASE, a: firstSeq - 1, b: this.#floor, payload: Buffer.from(this.#key) }]);
+    const base = encodeRecords([{ kind: KIND_BASE, a: firstSeq - 1, b: this.#floor, payload: Buffer.from(this.#key) }]);
     const oldBase = FRAME_HEADER + BODY_FIXED + Buffer.byteLength(this.#key);
     const dead = live - oldBase;
     if (dead < this.#options.compactAboveBytes || dead <= this.#end - live) return;
@@ -467,25 +473,6 @@ export class StreamLog {
     this.#index.shift(live - base.length);
     this.#end = base.length + (this.#end - live);
     await closeAsync(old).catch(() => {});
-  }
-
-  /** Builds framed records into one buffer. */
-  #frames(records: ReadonlyArray<{ kind: number; a: number; b: number; payload: Uint8Array }>): Buffer {
-    let total = 0;
-    for (const r of records) total += FRAME_HEADER + BODY_FIXED + r.payload.length;
-    const buf = Buffer.allocUnsafe(total);
-    let pos = 0;
-    for (const r of records) {
-      const body = pos + FRAME_HEADER;
-      buf[body] = r.kind;
-      buf.fill(0, body + 1, body + 8);
-      buf.writeDoubleLE(r.a, body + 8);
-      buf.writeDoubleLE(r.b, body + 16);
-      buf.set(r.payload, body + BODY_FIXED);
-      sealFrame(buf, pos, STREAM_MAGIC, BODY_FIXED + r.payload.length);
-      pos = body + BODY_FIXED + r.payload.length;
-    }
-    return buf;
   }
 
   /** Runs `fn` alone among the operations that read or move the state and the file. */
