@@ -37,8 +37,10 @@ import type {
   StoreCapabilities,
   WatchOptions,
 } from '../store.js';
+import { nativeStreams } from '../data/streams/native.js';
 import { mapRedisError } from './redis/errors.js';
 import { COMPARE_AND_SWAP, DELETE_REF, SET_REF, type LuaScript } from './redis/scripts.js';
+import { RedisStreams } from './redis/streams.js';
 
 /** Options of {@link openRedisStore}. */
 export interface RedisStoreOptions {
@@ -136,6 +138,8 @@ interface Watch {
 /** See {@link openRedisStore}. */
 export class RedisStore implements Store {
   readonly capabilities: StoreCapabilities;
+  /** Native event streams (`redis/streams.ts`), found by `eventStreams`. */
+  readonly [nativeStreams]: RedisStreams;
 
   readonly #client: Redis;
   readonly #server: string;
@@ -164,6 +168,7 @@ export class RedisStore implements Store {
       watch: 'push',
       multipart: false,
     };
+    this[nativeStreams] = new RedisStreams(client, { keyPrefix: config.keyPrefix, server: config.server, check: (o) => this.#check(o) });
   }
 
   #check(options: AbortOptions | undefined): void {
