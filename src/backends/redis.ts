@@ -468,7 +468,7 @@ export class RedisStore implements Store {
     this.#closed = true;
     this.#stopWatching.abort();
     this.#watches.clear();
-    await Promise.all([quit(this.#subscriber), quit(this.#client)]);
+    await Promise.all([quit(this.#subscriber), quit(this.#client), this[nativeStreams].close()]);
   }
 }
 

@@ -14,6 +14,11 @@
  * it raises the floor and trims the entries below it (`XTRIM MINID`, Redis
  * 6.2 or newer).
  *
+ * Streams use a connection of their own, made on first use, without the
+ * store connection's auto-pipelining: that batches concurrent calls into
+ * one write per tick, which a writer awaiting each append pays for in
+ * latency (about 2x per append, measured).
+ *
  * @module
  */
 import { createHash } from 'node:crypto';
@@ -67,12 +72,34 @@ export interface RedisStreamsConfig {
 export class RedisStreams implements NativeStreams {
   readonly layout = REDIS_STREAM_LAYOUT;
   readonly writable = true;
-  readonly #client: Redis;
+  readonly #store: Redis;
   readonly #config: RedisStreamsConfig;
+  #connection: Redis | undefined;
 
+  /** `client` is the store's connection; streams duplicate it on first use. */
   constructor(client: Redis, config: RedisStreamsConfig) {
-    this.#client = client;
+    this.#store = client;
     this.#config = config;
+  }
+
+  /** Closes the streams' connection, if one was made. */
+  async close(): Promise<void> {
+    const connection = this.#connection;
+    if (connection === undefined) return;
+    try {
+      await connection.quit();
+    } catch {
+      connection.disconnect();
+    }
+  }
+
+  get #client(): Redis {
+    if (this.#connection === undefined) {
+      this.#connection = this.#store.duplicate({ enableAutoPipelining: false });
+      // Failures reach every pending call; without a listener ioredis would log them.
+      this.#connection.on('error', () => undefined);
+    }
+    return this.#connection;
   }
 
   async append(stream: string, event: Uint8Array, options?: AbortOptions): Promise<number> {
