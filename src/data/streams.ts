@@ -80,10 +80,11 @@ export interface StreamReadOptions extends AbortOptions {
   limit?: number | undefined;
 }
 
-/** How one stream is kept. */
-type Layout = { readonly kind: 'refs' } | { readonly kind: 'native'; readonly native: NativeStreams };
+/** How one stream is kept; `none` when it has no head yet (nothing to read, 0, nothing to drop). */
+type Layout = { readonly kind: 'refs' } | { readonly kind: 'native'; readonly native: NativeStreams } | { readonly kind: 'none' };
 
 const REFS: Layout = { kind: 'refs' };
+const NONE: Layout = { kind: 'none' };
 
 /**
  * Event streams over `store`.
@@ -172,6 +173,7 @@ export class EventStreams {
       throw new InvalidArgumentError(`read option limit must be a whole number >= 0 or Infinity, got ${String(limit)}`);
     }
     const layout = this.#layouts.get(stream) ?? (await this.#layout(stream, false, options));
+    if (layout.kind === 'none') return;
     const events: AsyncIterable<NativeStreamEvent> =
       layout.kind === 'native'
         ? layout.native.read(this.#prefix + stream, from, limit, options)
@@ -192,6 +194,7 @@ export class EventStreams {
   async lastSeq(stream: string, options: AbortOptions = {}): Promise<number> {
     assertSegmentName(stream, 'stream name');
     const layout = this.#layouts.get(stream) ?? (await this.#layout(stream, false, options));
+    if (layout.kind === 'none') return 0;
     if (layout.kind === 'native') return layout.native.lastSeq(this.#prefix + stream, options);
     return this.#refs.lastSeq(stream, options);
   }
@@ -230,6 +233,7 @@ export class EventStreams {
       throw new InvalidArgumentError(`truncate upTo must be a whole number >= 0 or Infinity, got ${String(upTo)}`);
     }
     const layout = this.#layouts.get(stream) ?? (await this.#layout(stream, false, options));
+    if (layout.kind === 'none') return 0;
     if (layout.kind === 'native') return layout.native.truncate(this.#prefix + stream, upTo, options);
     return this.#refs.truncate(stream, upTo, options);
   }
@@ -253,8 +257,9 @@ export class EventStreams {
       const swap = await this.#store.compareAndSwap(headRef, null, marker.hash, options);
       head = swap.ok ? marker.hash : swap.current?.hash;
     }
-    // No head yet: generic answers (empty, 0) are right, and are not remembered.
-    if (head === undefined) return REFS;
+    // No head yet: answered here (empty, 0), not by the generic layout, whose own look at the head
+    // could already find another client's native marker; an append without `native` goes generic.
+    if (head === undefined) return create ? REFS : NONE;
     const layout: Layout = head.equals(marker.hash) ? { kind: 'native', native } : REFS;
     this.#layouts.set(stream, layout);
     return layout;
