@@ -49,9 +49,11 @@ import type {
   WatchOptions,
 } from '../store.js';
 import { mapFsError } from './disk/fs-errors.js';
+import { nativeStreams, readOnlyNativeStreams, type NativeStreams } from '../data/streams/native.js';
 import { LargeFiles, READ_CHUNK } from './disk/large.js';
 import { checkLayout, openLayout } from './disk/layout.js';
 import { ObjectLog, RECORD_PAYLOAD_LIMIT, type CompactionResult } from './disk/object-log.js';
+import { DiskStreams } from './disk/native-streams.js';
 import { RefLog } from './disk/ref-log.js';
 import { flag, positiveInteger, type DiskStoreOptions } from './disk/options.js';
 import { emptyReport, type RecoveryReport } from './disk/report.js';
@@ -106,7 +108,7 @@ export async function openDiskStore(dir: string, options: DiskStoreOptions = {})
   }
   const large = new LargeFiles(root);
   if (!readOnly) void large.sweepTemps(TEMP_SWEEP_AGE_MS).catch(() => {});
-  return new DiskStore(root, { objects, refs, large, report, smallObjectMaxBytes, readOnly });
+  return new DiskStore(root, { objects, refs, large, report, smallObjectMaxBytes, readOnly, staleLockMs });
 }
 
 interface Parts {
@@ -116,6 +118,7 @@ interface Parts {
   readonly report: RecoveryReport;
   readonly smallObjectMaxBytes: number;
   readonly readOnly: boolean;
+  readonly staleLockMs: number;
 }
 
 /** See {@link openDiskStore}. */
@@ -141,6 +144,9 @@ export class DiskStore implements Store {
   readonly #smallMax: number;
   readonly #readOnly: boolean;
   #closed = false;
+  readonly #streams: DiskStreams;
+  /** Native event streams (`disk/native-streams.ts`), found by `eventStreams`. */
+  readonly [nativeStreams]: NativeStreams;
 
   /** Use {@link openDiskStore}. */
   constructor(directory: string, parts: Parts) {
@@ -152,6 +158,9 @@ export class DiskStore implements Store {
     this.#smallMax = parts.smallObjectMaxBytes;
     this.#readOnly = parts.readOnly;
     this.capabilities = parts.readOnly ? { ...DiskStore.#capabilities, writable: false } : DiskStore.#capabilities;
+    this.#streams = DiskStreams.open(directory, { staleLockMs: parts.staleLockMs, report: parts.report }, (o) => this.#check(o));
+    // A read-only store reads its native streams but never appends to them.
+    this[nativeStreams] = parts.readOnly ? readOnlyNativeStreams(this.#streams) : this.#streams;
   }
 
   /**
@@ -484,6 +493,7 @@ export class DiskStore implements Store {
     if (this.#closed) return;
     this.#closed = true;
     try {
+      await this.#streams.close();
       await this.#objects.close();
     } finally {
       await this.#refs.close();

@@ -39,8 +39,10 @@ import type {
   StoreCapabilities,
   WatchOptions,
 } from '../store.js';
+import { nativeStreams } from '../data/streams/native.js';
 import { mapRedisError } from './redis/errors.js';
 import { COMPARE_AND_SWAP, DELETE_REF, SET_REF, type LuaScript } from './redis/scripts.js';
+import { RedisStreams } from './redis/streams.js';
 
 /** Options of {@link openRedisStore}. */
 export interface RedisStoreOptions {
@@ -138,6 +140,8 @@ interface Watch {
 /** See {@link openRedisStore}. */
 export class RedisStore implements Store {
   readonly capabilities: StoreCapabilities;
+  /** Native event streams (`redis/streams.ts`), found by `eventStreams`. */
+  readonly [nativeStreams]: RedisStreams;
 
   readonly #client: Redis;
   readonly #server: string;
@@ -166,6 +170,7 @@ export class RedisStore implements Store {
       watch: 'push',
       multipart: false,
     };
+    this[nativeStreams] = new RedisStreams(client, { keyPrefix: config.keyPrefix, server: config.server, check: (o) => this.#check(o) });
   }
 
   #check(options: AbortOptions | undefined): void {
@@ -458,7 +463,7 @@ export class RedisStore implements Store {
     this.#closed = true;
     this.#stopWatching.abort();
     this.#watches.clear();
-    await Promise.all([quit(this.#subscriber), quit(this.#client)]);
+    await Promise.all([quit(this.#subscriber), quit(this.#client), this[nativeStreams].close()]);
   }
 }
 

@@ -35,6 +35,7 @@ import type { HashLike, Store } from '../store.js';
 import { integerOption, invalidOption, storeOption } from '../internal/options.js';
 import { SingleFlight } from '../internal/single-flight.js';
 import { ForwardingStore } from './forwarding.js';
+import { nativeStreams, nativeStreamsOf, type NativeStreams } from '../data/streams/native.js';
 
 /** Options of {@link cached}. */
 export interface CachedOptions {
@@ -111,6 +112,8 @@ export function cached(store: Store, options: CachedOptions = {}): CachedStore {
 
 /** See {@link cached}. */
 export class CachedStore extends ForwardingStore {
+  /** The inner store's native event streams, passed on as they are (see `data/streams/native.ts`). */
+  readonly [nativeStreams]: NativeStreams | undefined;
   readonly #lru: LRUCache<string, Uint8Array>;
   readonly #maxObjectBytes: number;
   readonly #loads = new SingleFlight<string, Uint8Array>();
@@ -131,6 +134,7 @@ export class CachedStore extends ForwardingStore {
     const share = options.shareBytes ?? false;
     if (share !== true && share !== false && share !== 'checked') throw invalidOption('cached', 'shareBytes', "true, false or 'checked'", share);
     super(inner, { name: 'cached store' });
+    this[nativeStreams] = nativeStreamsOf(inner);
     this.#maxObjectBytes = maxObjectBytes;
     this.#share = share;
     this.#lru = new LRUCache<string, Uint8Array>({

@@ -12,6 +12,7 @@ import { ReadOnlyError } from '../errors.js';
 import type { Hash } from '../hash.js';
 import type { CasResult, RefValue, Store } from '../store.js';
 import { ForwardingStore } from './forwarding.js';
+import { nativeStreams, nativeStreamsOf, readOnlyNativeStreams, type NativeStreams } from '../data/streams/native.js';
 
 /**
  * Wraps `store` so that every write (put, putMany, delete, setRef,
@@ -37,8 +38,13 @@ function refuse(operation: string): Promise<never> {
 
 /** See {@link readOnly}. */
 export class ReadOnlyStore extends ForwardingStore {
+  /** The inner store's native event streams, read-only (see `data/streams/native.ts`). */
+  readonly [nativeStreams]: NativeStreams | undefined;
+
   constructor(inner: Store) {
     super(inner, { name: 'read-only store', capabilities: { writable: false } });
+    const native = nativeStreamsOf(inner);
+    this[nativeStreams] = native && readOnlyNativeStreams(native);
   }
 
   override put(): Promise<Hash> {

@@ -1,4 +1,6 @@
 import { dataSuite } from './suite.js';
 import { diskTarget } from './targets.js';
 
-dataSuite(diskTarget);
+dataSuite(diskTarget());
+// Streams created in the generic layout (as before native logs, or with native: false) keep working on disk.
+dataSuite(diskTarget('refs'), { streamsOnly: true });

@@ -12,3 +12,5 @@ afterAll(async () => {
 });
 
 dataSuite(redisTarget(() => server));
+// Streams created in the generic layout (as before native streams, or with native: false) keep working on Redis.
+dataSuite(redisTarget(() => server, 'refs'), { streamsOnly: true });

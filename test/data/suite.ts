@@ -7,7 +7,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { blobStore } from '../../src/data/blobs.js';
 import { storeKeyStore } from '../../src/data/keys.js';
 import { keyValue } from '../../src/data/kv.js';
-import { eventStreams, type StreamEvent } from '../../src/data/streams.js';
+import { eventStreams, type EventStreams, type StreamEvent } from '../../src/data/streams.js';
 import { hashBytes, InvalidArgumentError, InvalidHashError, NotFoundError, type Store } from '../../src/index.js';
 import type { Namespace, Target } from './targets.js';
 import { base32 } from '../support/base32.js';
@@ -45,6 +45,8 @@ export interface DataSuiteOptions {
   /** Appends per writer (of 4) in the truncation race. @default 40 */
   raceAppends?: number;
   timeoutMs?: number;
+  /** Run the stream cases only (a second stream layout on a backend whose other cases already ran). @default false */
+  streamsOnly?: boolean;
 }
 
 export function dataSuite(target: Target, options: DataSuiteOptions = {}): void {
@@ -52,6 +54,11 @@ export function dataSuite(target: Target, options: DataSuiteOptions = {}): void 
   const perWriter = options.appendsPerWriter ?? 100;
   const timeout = options.timeoutMs ?? 60_000;
   const raceAppends = options.raceAppends ?? 40;
+  const streamsOn = (store: Store): EventStreams => eventStreams(store, target.streams);
+  // Registered only when wanted: the other cases run once per backend, under its default layout.
+  const unlessStreamsOnly = (name: string, cases: () => void): void => {
+    if (options.streamsOnly !== true) describe(name, cases);
+  };
 
   describe(`data APIs on ${target.name}`, () => {
     let ns: Namespace;
@@ -73,7 +80,7 @@ export function dataSuite(target: Target, options: DataSuiteOptions = {}): void 
           const clients = await Promise.all(Array.from({ length: writers }, () => ns.client()));
           const returned = await Promise.all(
             clients.map(async (client, w) => {
-              const streams = eventStreams(client);
+              const streams = streamsOn(client);
               const got: number[] = [];
               for (let i = 0; i < perWriter; i++) got.push(await streams.append('shared', { w, i }));
               return got;
@@ -84,19 +91,22 @@ export function dataSuite(target: Target, options: DataSuiteOptions = {}): void 
           expect(all).toEqual(Array.from({ length: total }, (_, i) => i + 1));
           // Each writer's own appends got increasing numbers.
           for (const got of returned) expect([...got].sort((a, b) => a - b)).toEqual(got);
-          const events = await collect(eventStreams(store).read('shared'));
+          const events = await collect(streamsOn(store).read('shared'));
           expect(events.map((e) => e.seq)).toEqual(all);
           // The number each append returned is where its event is.
           for (const { seq, event } of events as Array<StreamEvent<{ w: number; i: number }>>) {
             expect(returned[event.w]![event.i]).toBe(seq);
           }
-          expect(await eventStreams(store).lastSeq('shared')).toBe(total);
+          expect(await streamsOn(store).lastSeq('shared')).toBe(total);
+          // The layout the target says: the generic one keeps one ref per event, a native one none.
+          const eventRefs = (await collect(store.listRefs('streams/e/shared/'))).length;
+          expect(eventRefs).toBe(target.streamLayout === 'refs' ? total : 0);
         },
         timeout * 2,
       );
 
       it('read, lastSeq and streams; truncation then more appends never reuse a number', async () => {
-        const streams = eventStreams(store);
+        const streams = streamsOn(store);
         expect(await streams.lastSeq('log')).toBe(0);
         expect(await streams.streams()).toEqual([]);
         for (let i = 1; i <= 10; i++) expect(await streams.append('log', { n: i, tags: ['x', null, true] })).toBe(i);
@@ -118,7 +128,7 @@ export function dataSuite(target: Target, options: DataSuiteOptions = {}): void 
         expect(await streams.streams()).toEqual(['log', 'other']);
         expect(await streams.lastSeq('log')).toBe(11);
         // A fresh instance (another process) sees the same numbering.
-        expect(await eventStreams(await ns.client()).append('log', { n: 12 })).toBe(12);
+        expect(await streamsOn(await ns.client()).append('log', { n: 12 })).toBe(12);
         expect(await collect(streams.read('log'))).toEqual([{ seq: 12, event: { n: 12 } }]);
         expect(await streams.truncate('log', 3)).toBe(11); // below the floor: nothing more to drop
       });
@@ -127,7 +137,7 @@ export function dataSuite(target: Target, options: DataSuiteOptions = {}): void 
         const clients = await Promise.all(Array.from({ length: 4 }, () => ns.client()));
         let done = false;
         const truncator = (async () => {
-          const streams = eventStreams(clients[0]!);
+          const streams = streamsOn(clients[0]!);
           let truncations = 0;
           while (!done) {
             const last = await streams.lastSeq('race');
@@ -140,7 +150,7 @@ export function dataSuite(target: Target, options: DataSuiteOptions = {}): void 
         })();
         const returned = await Promise.all(
           clients.map(async (client, w) => {
-            const streams = eventStreams(client);
+            const streams = streamsOn(client);
             const got: number[] = [];
             for (let i = 0; i < raceAppends; i++) got.push(await streams.append('race', { w, i }));
             return got;
@@ -151,15 +161,15 @@ export function dataSuite(target: Target, options: DataSuiteOptions = {}): void 
         const all = returned.flat();
         expect(new Set(all).size).toBe(all.length);
         for (const got of returned) expect([...got].sort((a, b) => a - b)).toEqual(got);
-        const survivors = (await collect(eventStreams(store).read('race'))) as Array<StreamEvent<{ w: number; i: number }>>;
+        const survivors = (await collect(streamsOn(store).read('race'))) as Array<StreamEvent<{ w: number; i: number }>>;
         for (const { seq, event } of survivors) expect(returned[event.w]![event.i]).toBe(seq);
         expect(new Set(survivors.map((s) => `${s.event.w}/${s.event.i}`)).size).toBe(survivors.length);
-        const after = await eventStreams(store).append('race', 'after');
+        const after = await streamsOn(store).append('race', 'after');
         expect(after).toBeGreaterThan(Math.max(...all));
       }, timeout * 2);
 
       it('bad input: an empty or unsafe stream name, or an event that is not JSON, is an InvalidArgumentError and changes nothing', async () => {
-        const streams = eventStreams(store);
+        const streams = streamsOn(store);
         await streams.append('kept', { ok: true });
         const before = await snapshot(store);
         for (const name of ['', '.', '..', 'a/b', '../x', 'sp ace', 'x.lock', 'caf\u00e9', 'x'.repeat(201)]) {
@@ -197,7 +207,7 @@ export function dataSuite(target: Target, options: DataSuiteOptions = {}): void 
       });
     });
 
-    describe('key-value', () => {
+    unlessStreamsOnly('key-value', () => {
       it('bytes and JSON values round-trip; has, delete, keys and compare-and-swap', async () => {
         const bytesKv = keyValue(store);
         const jsonKv = keyValue(store, { encoding: 'json' });
@@ -261,7 +271,7 @@ export function dataSuite(target: Target, options: DataSuiteOptions = {}): void 
       });
     });
 
-    describe('blobs', () => {
+    unlessStreamsOnly('blobs', () => {
       it('putBlob returns the CIDv1 other tools compute; getBlob resolves it; idempotent', async () => {
         const blobs = blobStore(store);
         const hello = encoder.encode('hello world\n');
@@ -309,7 +319,7 @@ export function dataSuite(target: Target, options: DataSuiteOptions = {}): void 
       });
     });
 
-    describe('keys on the store', () => {
+    unlessStreamsOnly('keys on the store', () => {
       it('store, load, list, remove round-trip; a bad name is an InvalidArgumentError and changes nothing', async () => {
         const keys = storeKeyStore(store, { prefix: 'secret-keys/' });
         const secret = new Uint8Array(32).map((_, i) => i * 3);
@@ -337,7 +347,7 @@ export function dataSuite(target: Target, options: DataSuiteOptions = {}): void 
 
     // The memory store is the one backend without a restart to survive.
     if (target.durable) it('a restart (close every client, open a new one) keeps streams, values, blobs and keys', async () => {
-      const streams = eventStreams(store);
+      const streams = streamsOn(store);
       for (let i = 1; i <= 5; i++) await streams.append('durable', { i });
       await streams.truncate('durable', 2);
       await keyValue(store, { encoding: 'json' }).put('config', { v: 1 });
@@ -345,7 +355,7 @@ export function dataSuite(target: Target, options: DataSuiteOptions = {}): void 
       await storeKeyStore(store).set('k', encoder.encode('secret'));
       await store.close();
       const reopened = await ns.client();
-      const again = eventStreams(reopened);
+      const again = streamsOn(reopened);
       expect((await collect(again.read('durable'))).map((e) => e.seq)).toEqual([3, 4, 5]);
       expect(await again.lastSeq('durable')).toBe(5);
       expect(await again.append('durable', { i: 6 })).toBe(6);

@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { openDiskStore } from '../../src/backends/disk.js';
 import { openRedisStore } from '../../src/backends/redis.js';
 import { s3Store } from '../../src/backends/s3.js';
+import type { EventStreamsOptions } from '../../src/data/streams.js';
 import { memoryStore, type Store } from '../../src/index.js';
 import { minioOptions, uniquePrefix, primaryServer, deletePrefix } from '../support/s3.js';
 import type { RedisServer } from '../support/redis.js';
@@ -25,6 +26,10 @@ export interface Namespace {
 
 export interface Target {
   readonly name: string;
+  /** Options every EventStreams of the data suite gets (the generic layout on a native backend). */
+  readonly streams?: EventStreamsOptions;
+  /** The layout new streams take on this target. */
+  readonly streamLayout: 'native' | 'refs';
   /** Whether data survives closing every client and opening a new one. */
   readonly durable: boolean;
   open(): Promise<Namespace>;
@@ -49,6 +54,7 @@ function tracked(make: () => Promise<Store>, durable: boolean, cleanup: () => Pr
 
 export const memoryTarget: Target = {
   name: 'memory',
+  streamLayout: 'refs',
   durable: false,
   async open() {
     // One process, one store: every "client" is the same store.
@@ -60,6 +66,7 @@ export const memoryTarget: Target = {
 export function s3Target(): Target {
   return {
     name: 's3 (MinIO)',
+    streamLayout: 'refs',
     durable: true,
     async open() {
       const server = primaryServer();
@@ -71,9 +78,12 @@ export function s3Target(): Target {
 
 let redisCounter = 0;
 
-export function redisTarget(server: () => RedisServer): Target {
+/** Redis; with `layout: 'refs'`, streams are created in the generic layout. */
+export function redisTarget(server: () => RedisServer, layout: 'native' | 'refs' = 'native'): Target {
   return {
-    name: 'redis',
+    name: layout === 'native' ? 'redis' : 'redis (generic stream layout)',
+    streamLayout: layout,
+    streams: { native: layout === 'native' },
     durable: true,
     async open() {
       const keyPrefix = `data${++redisCounter}-${process.pid}:`;
@@ -82,12 +92,17 @@ export function redisTarget(server: () => RedisServer): Target {
   };
 }
 
-export const diskTarget: Target = {
-  name: 'disk',
-  durable: true,
-  async open() {
-    const dir = await mkdtemp(join(tmpdir(), 'cairn-data-'));
-    // Several stores may open one directory at once, like separate processes would.
-    return tracked(() => openDiskStore(dir), true, () => rm(dir, { recursive: true, force: true }));
-  },
-};
+/** Disk; with `layout: 'refs'`, streams are created in the generic layout. */
+export function diskTarget(layout: 'native' | 'refs' = 'native'): Target {
+  return {
+    name: layout === 'native' ? 'disk' : 'disk (generic stream layout)',
+    streamLayout: layout,
+    streams: { native: layout === 'native' },
+    durable: true,
+    async open() {
+      const dir = await mkdtemp(join(tmpdir(), 'cairn-data-'));
+      // Several stores may open one directory at once, like separate processes would.
+      return tracked(() => openDiskStore(dir), true, () => rm(dir, { recursive: true, force: true }));
+    },
+  };
+}
