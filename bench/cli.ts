@@ -27,10 +27,12 @@ const BIN = join(ROOT, 'dist/cli/main.js');
 const MiB = 2 ** 20;
 
 /** Counts requests by method while forwarding them to `target`. */
-async function countingProxy(target: URL): Promise<{ url: string; counts: Map<string, number>; close(): Promise<void> }> {
+export async function countingProxy(target: URL): Promise<{ url: string; counts: Map<string, number>; sent: { bytes: number }; close(): Promise<void> }> {
   const counts = new Map<string, number>();
+  const sent = { bytes: 0 };
   const server: Server = createServer((req, res) => {
     counts.set(req.method ?? '?', (counts.get(req.method ?? '?') ?? 0) + 1);
+    req.on('data', (chunk: Buffer) => (sent.bytes += chunk.length));
     const upstream = request(
       { host: target.hostname, port: target.port, method: req.method, path: req.url, headers: req.headers },
       (up) => {
@@ -48,6 +50,7 @@ async function countingProxy(target: URL): Promise<{ url: string; counts: Map<st
   return {
     url: `http://127.0.0.1:${port}`,
     counts,
+    sent,
     close: () =>
       new Promise((r) => {
         server.closeAllConnections();
@@ -57,7 +60,7 @@ async function countingProxy(target: URL): Promise<{ url: string; counts: Map<st
 }
 
 /** A tree of mixed files: a quarter of the bytes in 1-32 KiB files, a quarter in 128 KiB-1 MiB, half in 8-64 MiB. */
-async function generate(dir: string, totalMiB: number): Promise<string[][]> {
+export async function generate(dir: string, totalMiB: number): Promise<string[][]> {
   const groups: string[][] = [];
   const buffer = Buffer.allocUnsafe(8 * MiB);
   let seed = 1;
@@ -94,7 +97,7 @@ async function generate(dir: string, totalMiB: number): Promise<string[][]> {
   return groups;
 }
 
-function cairn(args: string[], env: NodeJS.ProcessEnv): Promise<string> {
+export function cairn(args: string[], env: NodeJS.ProcessEnv): Promise<string> {
   return new Promise((resolveRun, reject) => {
     const child = spawn(process.execPath, [BIN, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
     const out: Buffer[] = [];

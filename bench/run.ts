@@ -11,6 +11,7 @@ const sections: Record<string, () => Promise<{ run(): Promise<void> }>> = {
   deploy: () => import('./deploy.js'),
   layers: () => import('./layers.js'),
   cli: () => import('./cli.js'),
+  backup: () => import('./backup.js'),
   data: () => import('./data.js'),
   packs: () => import('./packs.js'),
 };

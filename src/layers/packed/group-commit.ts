@@ -1,9 +1,15 @@
 /**
  * Group commit: items added while a batch is open share one commit, as the
  * disk backend shares one fsync. A batch closes when its size reaches the
- * target (so a large putMany fills batches back to back) or when the linger
- * window since its first item ends (so a lone put waits at most that long).
- * At most `maxInFlight` commits run at once; closed batches wait their turn.
+ * target (so a large putMany fills batches back to back), or when the linger
+ * window since its first item ends **and no commit is running**: while one
+ * is, the open batch keeps filling and closes as soon as the last running
+ * commit settles. On an idle store a lone put waits at most the linger
+ * window; under a steady stream of writers (a push feeding batches of a few
+ * MiB) the packs grow towards the target instead of closing every linger
+ * window, since every pack costs a pack PUT, an index PUT and a ref PUT.
+ * At most `maxInFlight` commits run at once (full batches); closed batches
+ * wait their turn.
  *
  * @module
  */
@@ -20,6 +26,8 @@ interface Batch<T> {
 export class GroupCommit<T> {
   #open: Batch<T> | undefined;
   #timer: NodeJS.Timeout | undefined;
+  /** The open batch's linger window has ended; it closes when no commit is running. */
+  #lingered = false;
   #running = 0;
   readonly #waiting: (() => void)[] = [];
   readonly #inFlight = new Set<Promise<void>>();
@@ -35,7 +43,7 @@ export class GroupCommit<T> {
     batch.items.push(item);
     batch.size += size;
     if (batch.size >= this.options.targetSize || batch.items.length >= this.options.maxItems) this.#close();
-    else this.#timer ??= setTimeout(() => this.#close(), this.options.lingerMs);
+    else this.#timer ??= setTimeout(() => this.#lingerEnded(), this.options.lingerMs);
     return batch.done;
   }
 
@@ -57,9 +65,16 @@ export class GroupCommit<T> {
     return { items: [], size: 0, done, resolve, reject };
   }
 
+  #lingerEnded(): void {
+    this.#timer = undefined;
+    if (this.#running === 0 && this.#waiting.length === 0) this.#close();
+    else this.#lingered = true;
+  }
+
   #close(): void {
     if (this.#timer !== undefined) clearTimeout(this.#timer);
     this.#timer = undefined;
+    this.#lingered = false;
     const batch = this.#open;
     this.#open = undefined;
     if (batch === undefined || batch.items.length === 0) return;
@@ -78,7 +93,10 @@ export class GroupCommit<T> {
       batch.reject(error);
     } finally {
       this.#running--;
-      this.#waiting.shift()?.();
+      const next = this.#waiting.shift();
+      // A woken batch runs next; the lingering open batch closes after it, so maxInFlight holds.
+      if (next !== undefined) next();
+      else if (this.#lingered && this.#running === 0) this.#close();
     }
   }
 }

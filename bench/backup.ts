@@ -1,0 +1,135 @@
+/**
+ * The backup job, against the tool users would pick instead: `cairn snapshot
+ * + push` of one generated tree to MinIO with packs (the default) and loose
+ * (`CAIRN_PACKS=0`), beside `restic backup` of the same tree to the same
+ * MinIO, in the same run. Every request of all three goes through one
+ * counting proxy, which also counts the bytes they send.
+ *
+ * restic is a bench tool only, never a dependency: it is looked up as
+ * `$RESTIC_BIN`, then `~/.cache/cairn/restic-bin/restic`, then `restic` on
+ * PATH; build it with
+ * `GOBIN=~/.cache/cairn/restic-bin go install github.com/restic/restic/cmd/restic@latest`.
+ * Without it the restic row says so.
+ *
+ * Size: CAIRN_BENCH_BACKUP_MIB (default 1024 = 1 GiB). The tree is random
+ * bytes (as cli.ts makes it), so compression gains nothing for either tool.
+ */
+import { spawn } from 'node:child_process';
+import { access, mkdtemp, rm, stat } from 'node:fs/promises';
+import { homedir, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { startMinio } from '../test/support/servers.js';
+import { cairn, countingProxy, generate } from './cli.js';
+import { printTable, type Row } from './table.js';
+
+const MiB = 2 ** 20;
+
+async function findRestic(): Promise<string | undefined> {
+  const candidates = [process.env.RESTIC_BIN, join(homedir(), '.cache/cairn/restic-bin/restic')];
+  for (const path of candidates) {
+    if (path === undefined || path === '') continue;
+    try {
+      await access(path);
+      return path;
+    } catch {
+      // try the next
+    }
+  }
+  const onPath = await new Promise<boolean>((resolve) => {
+    const child = spawn('restic', ['version'], { stdio: 'ignore' });
+    child.on('error', () => resolve(false));
+    child.on('close', (code) => resolve(code === 0));
+  });
+  return onPath ? 'restic' : undefined;
+}
+
+function runTool(bin: string, args: string[], env: NodeJS.ProcessEnv): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(bin, args, { env, stdio: ['ignore', 'ignore', 'pipe'] });
+    const err: Buffer[] = [];
+    child.stderr.on('data', (d: Buffer) => err.push(d));
+    child.on('error', reject);
+    child.on('close', (code) => (code === 0 ? resolve() : reject(new Error(`${bin} ${args[0]} exited ${code}: ${Buffer.concat(err).toString().slice(-2000)}`))));
+  });
+}
+
+export async function run(): Promise<void> {
+  const totalMiB = Number(process.env.CAIRN_BENCH_BACKUP_MIB ?? 1024);
+  const server = await startMinio('cairn-bench-backup');
+  const proxy = await countingProxy(new URL(server.endpoint));
+  const work = await mkdtemp(join(tmpdir(), 'cairn-bench-backup-'));
+  const restic = await findRestic();
+  try {
+    const src = join(work, 'src');
+    const files = (await generate(src, totalMiB)).flat();
+    let bytes = 0;
+    for (const f of files) bytes += (await stat(f)).size;
+    const mib = bytes / MiB;
+    const puts = (): number => (proxy.counts.get('PUT') ?? 0) + (proxy.counts.get('POST') ?? 0);
+    const requests = (): number => [...proxy.counts.values()].reduce((a, b) => a + b, 0);
+    const measure = async (fn: () => Promise<void>): Promise<{ seconds: number; puts: number; requests: number; sentMiB: number }> => {
+      const [p0, r0, b0] = [puts(), requests(), proxy.sent.bytes];
+      const start = performance.now();
+      await fn();
+      return { seconds: (performance.now() - start) / 1000, puts: puts() - p0, requests: requests() - r0, sentMiB: (proxy.sent.bytes - b0) / MiB };
+    };
+    const credentials = {
+      PATH: process.env.PATH,
+      HOME: process.env.HOME,
+      AWS_ACCESS_KEY_ID: server.accessKeyId,
+      AWS_SECRET_ACCESS_KEY: server.secretAccessKey,
+      AWS_REGION: server.region,
+    };
+    const cairnJob = (name: string, packs: boolean) => async (): Promise<void> => {
+      const env: NodeJS.ProcessEnv = {
+        ...credentials,
+        CAIRN_DIR: join(work, `local-${name}`),
+        CAIRN_REMOTE: `s3://${server.bucket}/${name}/`,
+        CAIRN_S3_ENDPOINT: proxy.url,
+        CAIRN_PACKS: packs ? '1' : '0',
+      };
+      await cairn(['init'], env);
+      await cairn(['snapshot', src, '--ref', 'snapshots/bench', '--json'], env);
+      await cairn(['push', '--json'], env);
+    };
+    const rows: Row[] = [];
+    const row = (run: string, m: { seconds: number; puts: number; requests: number; sentMiB: number }): Row => ({
+      run,
+      seconds: m.seconds,
+      'MiB/s': mib / m.seconds,
+      'PUTs (incl. POST)': m.puts,
+      'PUTs/MiB': m.puts / mib,
+      'requests, all kinds': m.requests,
+      'MiB sent': m.sentMiB,
+    });
+    const packed = await measure(cairnJob('cairn-packed', true));
+    rows.push(row('cairn snapshot + push, packs (default)', packed));
+    const loose = await measure(cairnJob('cairn-loose', false));
+    rows.push(row('cairn snapshot + push, loose (CAIRN_PACKS=0)', loose));
+    if (restic === undefined) {
+      rows.push({ run: 'restic backup: not found (see bench/backup.ts for how to build it)' });
+    } else {
+      const env: NodeJS.ProcessEnv = {
+        ...credentials,
+        RESTIC_REPOSITORY: `s3:${proxy.url}/${server.bucket}/restic`,
+        RESTIC_PASSWORD: 'bench-only',
+        RESTIC_CACHE_DIR: join(work, 'restic-cache'),
+      };
+      // `init` writes the repository's keys and config: part of a first backup's cost, as cairn's `init` is.
+      const m = await measure(async () => {
+        await runTool(restic, ['init'], env);
+        await runTool(restic, ['backup', '--quiet', src], env);
+      });
+      rows.push(row('restic init + backup (always encrypted)', m));
+      const ratio = (a: number, b: number): string => `${(a / b).toFixed(2)}x`;
+      console.log(
+        `(packed vs restic: time ${ratio(packed.seconds, m.seconds)}, PUTs ${ratio(packed.puts, m.puts)}; packed vs loose: time ${ratio(packed.seconds, loose.seconds)}, PUTs ${ratio(packed.puts, loose.puts)})`,
+      );
+    }
+    printTable(`Backup job: ${Math.round(mib)} MiB, ${files.length.toLocaleString('en-US')} files, first backup to MinIO on loopback`, rows);
+  } finally {
+    await proxy.close();
+    await server.stop();
+    await rm(work, { recursive: true, force: true });
+  }
+}
