@@ -102,7 +102,9 @@ export async function run(): Promise<void> {
       'requests, all kinds': m.requests,
       'MiB sent': m.sentMiB,
     });
+    const byMethod = (): string => [...proxy.counts].map(([method, n]) => `${method} ${n}`).join(', ');
     const packed = await measure(cairnJob('cairn-packed', true));
+    console.log(`(requests by method after the packed backup: ${byMethod()})`);
     rows.push(row('cairn snapshot + push, packs (default)', packed));
     const loose = await measure(cairnJob('cairn-loose', false));
     rows.push(row('cairn snapshot + push, loose (CAIRN_PACKS=0)', loose));
