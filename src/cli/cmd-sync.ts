@@ -178,7 +178,7 @@ export const push: Command = {
   examples: ['cairn push', 'cairn push --prefix snapshots/ --json'],
   async run(ctx) {
     noArgs(ctx, 'push');
-    return withStores(ctx, { write: true, needRemote: true }, async (stores) => {
+    return withStores(ctx, { write: true, needRemote: true, remote: 'write' }, async (stores) => {
       await adopt(ctx, stores);
       const pushed = await runPush(ctx, stores);
       reportPush(ctx, pushed);
@@ -234,7 +234,7 @@ export const sync: Command = {
   examples: ['cairn sync'],
   async run(ctx) {
     noArgs(ctx, 'sync');
-    return withStores(ctx, { write: true, needRemote: true }, async (stores) => {
+    return withStores(ctx, { write: true, needRemote: true, remote: 'write' }, async (stores) => {
       await adopt(ctx, stores);
       const pushed = await runPush(ctx, stores);
       reportPush(ctx, pushed);
