@@ -16,7 +16,7 @@ import type { Store } from '../store.js';
 import type { Command, Context } from './command.js';
 import { remoteFrom, parseRemote, saveConfig, type ResolvedConfig, resolveConfig } from './config.js';
 import { EXIT, UsageError } from './exit-codes.js';
-import { formatBytes } from './output.js';
+import { formatBytes, formatCount } from './output.js';
 import { formatDuration, parseDuration } from './resolve.js';
 import { loadRemoteState, needsFullCheck, remoteKey, updateRemoteState } from './remote-state.js';
 import { configFlags, openLocal, openRemote, withStores } from './stores.js';
@@ -113,10 +113,10 @@ function verifyLines(ctx: Context, where: string, r: VerifyReport): void {
   for (const h of r.missing) ctx.out.line(`missing ${where} ${h}`);
   for (const { hash, problem } of r.invalid) ctx.out.line(`invalid ${where} ${hash}: ${problem}`);
   ctx.out.note(
-    `${where}: ${r.checked.toLocaleString('en-US')} objects (${formatBytes(r.bytes)}) re-hashed; ` +
+    `${where}: ${formatCount(r.checked)} objects (${formatBytes(r.bytes)}) re-hashed; ` +
       `${r.corrupt.length} corrupt${r.repaired.length > 0 ? ` (${r.repaired.length} repaired)` : ''}, ${r.missing.length} missing, ${r.invalid.length} invalid` +
       (r.notFetched.length > 0
-        ? `; ${r.notFetched.length.toLocaleString('en-US')} not fetched yet (the remote holds them; they are read on demand: not damage)`
+        ? `; ${formatCount(r.notFetched.length)} not fetched yet (the remote holds them; they are read on demand: not damage)`
         : ''),
   );
 }

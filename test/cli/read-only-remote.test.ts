@@ -9,9 +9,16 @@ import { createHash } from 'node:crypto';
 import { appendFile, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { openDiskStore } from '../../src/backends/disk.js';
 import { assertBuilt, cairn, cairnOk } from './run-cli.js';
+
+/**
+ * Every case here runs the built binary several times (up to ~25 processes, each
+ * paying Node's start-up and module compile, 0.3-1 s on a loaded 2-core CI
+ * machine): 90 s per case holds there, where the default 30 s did not.
+ */
+vi.setConfig({ testTimeout: 90_000 });
 
 let work: string;
 let remote: string;
