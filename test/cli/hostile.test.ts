@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { openDiskStore } from '../../src/backends/disk.js';
+import { packed } from '../../src/layers/packed/packed.js';
 import { encodeTree, hashBytes, type TreeEntry } from '../../src/index.js';
 import { assertBuilt, cairn, cairnJson, cairnOk } from './run-cli.js';
 
@@ -143,7 +144,8 @@ describe('gc', () => {
     await rm(env.CAIRN_DIR!, { recursive: true });
     const fresh = await machine(`file://${remotePath}`);
     await cairnOk(['pull'], { env: fresh });
-    const store = await openDiskStore(remotePath);
+    // The remote keeps small objects in packs (the CLI's default): delete the root through the packed layer.
+    const store = packed(await openDiskStore(remotePath));
     await store.delete(root);
     await store.close();
     const run = await cairn(['gc', '--remote-store', '--grace', '0', '--force'], { env: fresh });
