@@ -104,10 +104,6 @@ interface VerifyReport extends VerifyResult {
 
 function verifyLines(ctx: Context, where: string, r: VerifyReport): void {
   const repaired = new Set(r.repaired);
-  for (const d of r.damaged) {
-    const what = d.file === 'refs/log' ? (d.repaired ? 'dropped for good; refs it held went back to their last intact value' : 'refs it held cannot be read') : 'its records are not used';
-    ctx.out.line(`${d.repaired ? 'repaired' : 'damaged'} ${where} ${d.file} at offset ${d.offset} (${d.bytes} bytes): ${what}`);
-  }
   for (const h of r.corrupt) ctx.out.line(`${repaired.has(h) ? 'repaired' : 'corrupt'} ${where} ${h}`);
   for (const { hash, reason } of r.unrepaired) ctx.out.warn(`could not repair ${where} ${hash}: ${reason}`);
   for (const h of r.missing) ctx.out.line(`missing ${where} ${h}`);
@@ -135,6 +131,14 @@ function damagedStretches(recovery: Readonly<RecoveryReport> | undefined): Damag
   return recovery.dropped
     .filter((d) => d.reason === 'corrupt')
     .map((d) => ({ file: d.file, offset: d.offset, bytes: d.bytes, repaired: recovery.refLogRepaired && d.file === 'refs/log' }));
+}
+
+/** Lists damaged stretches, before the walk: a damaged ref log can stop the walk itself (exit 5 either way). */
+function damageLines(ctx: Context, where: string, damaged: readonly DamagedStretch[]): void {
+  for (const d of damaged) {
+    const what = d.file === 'refs/log' ? (d.repaired ? 'dropped for good; refs it held went back to their last intact value' : 'refs it held cannot be read') : 'its records are not used';
+    ctx.out.line(`${d.repaired ? 'repaired' : 'damaged'} ${where} ${d.file} at offset ${d.offset} (${d.bytes} bytes): ${what}`);
+  }
 }
 
 /** Whether a report leaves anything wrong. */
@@ -177,6 +181,8 @@ export const verify: Command = {
       if (!localOnly && stores.remote !== undefined) targets.push(['remote', stores.remote, stores.local]);
       const report: Record<string, VerifyReport> = {};
       for (const [where, store, other] of targets) {
+        const damaged = damagedStretches(where === 'remote' ? stores.remoteRecovery : store instanceof DiskStore ? store.recovery : undefined);
+        damageLines(ctx, where, damaged);
         const result = await verifyStore(store, { signal: ctx.signal, refFilter: userRef, onProgress: ctx.out.progress(`verify ${where}`, 'objects') });
         ctx.out.done();
         let missing = [...result.missing];
@@ -187,7 +193,6 @@ export const verify: Command = {
           missing = missing.filter((_, i) => present[i] !== true);
         }
         const fixed = repair && other !== undefined ? await repairObjects(store, other, result.corrupt, { signal: ctx.signal }) : { repaired: [], failed: [] };
-        const damaged = damagedStretches(where === 'remote' ? stores.remoteRecovery : store instanceof DiskStore ? store.recovery : undefined);
         const r: VerifyReport = { ...result, damaged, missing, notFetched, repaired: fixed.repaired, unrepaired: fixed.failed };
         verifyLines(ctx, where, r);
         report[where] = { ...r, ok: !stillWrong(r) };

@@ -116,7 +116,8 @@ describe('a file:// remote with a damaged ref log', () => {
 
     const check = await cairn(['verify', '--remote-only'], { env });
     expect(check.code).toBe(5);
-    expect(check.stdout + check.stderr).toMatch(/damaged|refs\/log has a damaged record/);
+    expect(check.stdout).toMatch(/^damaged remote refs\/log at offset \d+ \(\d+ bytes\): refs it held cannot be read$/m);
+    expect(check.stderr).toMatch(/refs\/log has a damaged record/);
     expect(await fingerprint(remote)).toEqual(before);
 
     const repair = await cairn(['verify', '--remote-only', '--repair'], { env });
