@@ -6,6 +6,7 @@
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { AbortOptions } from '../abort.js';
+import { DiskStore, type RecoveryReport } from '../backends/disk.js';
 import type { Hash } from '../hash.js';
 import { PendingJournal, RESERVED_PREFIX } from '../layers/journal.js';
 import { PackedStore } from '../layers/packed/packed.js';
@@ -15,7 +16,7 @@ import type { Store } from '../store.js';
 import type { Command, Context } from './command.js';
 import { remoteFrom, parseRemote, saveConfig, type ResolvedConfig, resolveConfig } from './config.js';
 import { EXIT, UsageError } from './exit-codes.js';
-import { formatBytes } from './output.js';
+import { formatBytes, formatCount } from './output.js';
 import { formatDuration, parseDuration } from './resolve.js';
 import { loadRemoteState, needsFullCheck, remoteKey, updateRemoteState } from './remote-state.js';
 import { configFlags, openLocal, openRemote, withStores } from './stores.js';
@@ -51,7 +52,8 @@ export const init: Command = {
     // Check the remote before creating anything: a bad remote leaves the disk untouched.
     if (remote !== undefined) {
       const target = parseRemote(remote);
-      const store = await openRemote(target, { create: true, signal: ctx.signal });
+      // Read-only when it exists: init only checks a remote, it never rewrites one (not even a damaged tail).
+      const { store } = await openRemote(target, { create: true, signal: ctx.signal, warn: (line) => ctx.out.warn(line) });
       try {
         await store.hasMany([], { signal: ctx.signal });
         for await (const _ of store.listRefs('', { signal: ctx.signal })) break;
@@ -92,6 +94,8 @@ export const init: Command = {
 
 /** One store's verify report, after the CLI's own checks. */
 interface VerifyReport extends VerifyResult {
+  /** Damaged stretches of the store's files (disk stores): records that may have held acknowledged data. */
+  readonly damaged: readonly DamagedStretch[];
   /** Missing here but present in the other store: fetched on demand, not damage. */
   readonly notFetched: readonly string[];
   readonly repaired: readonly string[];
@@ -105,16 +109,41 @@ function verifyLines(ctx: Context, where: string, r: VerifyReport): void {
   for (const h of r.missing) ctx.out.line(`missing ${where} ${h}`);
   for (const { hash, problem } of r.invalid) ctx.out.line(`invalid ${where} ${hash}: ${problem}`);
   ctx.out.note(
-    `${where}: ${r.checked.toLocaleString('en-US')} objects (${formatBytes(r.bytes)}) re-hashed; ` +
+    `${where}: ${formatCount(r.checked)} objects (${formatBytes(r.bytes)}) re-hashed; ` +
       `${r.corrupt.length} corrupt${r.repaired.length > 0 ? ` (${r.repaired.length} repaired)` : ''}, ${r.missing.length} missing, ${r.invalid.length} invalid` +
       (r.notFetched.length > 0
-        ? `; ${r.notFetched.length.toLocaleString('en-US')} not fetched yet (the remote holds them; they are read on demand: not damage)`
+        ? `; ${formatCount(r.notFetched.length)} not fetched yet (the remote holds them; they are read on demand: not damage)`
         : ''),
   );
 }
 
+/** One `corrupt` stretch a disk store's recovery dropped, and whether `--repair` dropped it for good. */
+interface DamagedStretch {
+  readonly file: string;
+  readonly offset: number;
+  readonly bytes: number;
+  readonly repaired: boolean;
+}
+
+/** The `corrupt` stretches a disk store's recovery report lists (torn tails were never acknowledged: not damage). */
+function damagedStretches(recovery: Readonly<RecoveryReport> | undefined): DamagedStretch[] {
+  if (recovery === undefined) return [];
+  return recovery.dropped
+    .filter((d) => d.reason === 'corrupt')
+    .map((d) => ({ file: d.file, offset: d.offset, bytes: d.bytes, repaired: recovery.refLogRepaired && d.file === 'refs/log' }));
+}
+
+/** Lists damaged stretches, before the walk: a damaged ref log can stop the walk itself (exit 5 either way). */
+function damageLines(ctx: Context, where: string, damaged: readonly DamagedStretch[]): void {
+  for (const d of damaged) {
+    const what = d.file === 'refs/log' ? (d.repaired ? 'dropped for good; refs it held went back to their last intact value' : 'refs it held cannot be read') : 'its records are not used';
+    ctx.out.line(`${d.repaired ? 'repaired' : 'damaged'} ${where} ${d.file} at offset ${d.offset} (${d.bytes} bytes): ${what}`);
+  }
+}
+
 /** Whether a report leaves anything wrong. */
-const stillWrong = (r: VerifyReport): boolean => r.corrupt.length > r.repaired.length || r.missing.length > 0 || r.invalid.length > 0;
+const stillWrong = (r: VerifyReport): boolean =>
+  r.corrupt.length > r.repaired.length || r.missing.length > 0 || r.invalid.length > 0 || r.damaged.some((d) => !d.repaired);
 
 export const verify: Command = {
   name: 'verify',
@@ -126,8 +155,12 @@ export const verify: Command = {
     'Prints "corrupt <where> <hash>", "missing <where> <hash>" and "invalid <where> <hash>: why"',
     'lines and exits 5 if anything is wrong. An object missing locally that the remote holds is',
     'not damage (objects are fetched on demand after a pull): it is counted as "not fetched yet".',
-    '--repair replaces each corrupt object with the verified copy from the other store (delete,',
-    'then put again: the remote must allow deletes) and exits 5 only for what it could not repair.',
+    'It also lists the damaged records a disk store found in its files ("damaged <where> <file> at',
+    'offset N"): a damaged ref-log record may hide the newest value of a ref, which is never read as',
+    'an older one. --repair replaces each corrupt object with the verified copy from the other store',
+    '(delete, then put again: the remote must allow deletes), rewrites a damaged file:// remote ref',
+    'log from its intact records (the refs it hid go back to their last intact value), and exits 5',
+    'only for what it could not repair.',
   ].join('\n'),
   options: { 'local-only': { type: 'boolean' }, 'remote-only': { type: 'boolean' }, repair: { type: 'boolean' } },
   optionHelp: {
@@ -142,12 +175,14 @@ export const verify: Command = {
     const remoteOnly = ctx.values['remote-only'] === true;
     const repair = ctx.values.repair === true;
     if (localOnly && remoteOnly) throw new UsageError('give at most one of --local-only and --remote-only');
-    return withStores(ctx, { needRemote: remoteOnly || repair, write: repair }, async (stores) => {
+    return withStores(ctx, { needRemote: remoteOnly || repair, write: repair, remote: repair ? 'repair' : 'read' }, async (stores) => {
       const targets: Array<readonly [string, Store, Store | undefined]> = [];
       if (!remoteOnly) targets.push(['local', stores.local, stores.remote]);
       if (!localOnly && stores.remote !== undefined) targets.push(['remote', stores.remote, stores.local]);
       const report: Record<string, VerifyReport> = {};
       for (const [where, store, other] of targets) {
+        const damaged = damagedStretches(where === 'remote' ? stores.remoteRecovery : store instanceof DiskStore ? store.recovery : undefined);
+        damageLines(ctx, where, damaged);
         const result = await verifyStore(store, { signal: ctx.signal, refFilter: userRef, onProgress: ctx.out.progress(`verify ${where}`, 'objects') });
         ctx.out.done();
         let missing = [...result.missing];
@@ -158,7 +193,7 @@ export const verify: Command = {
           missing = missing.filter((_, i) => present[i] !== true);
         }
         const fixed = repair && other !== undefined ? await repairObjects(store, other, result.corrupt, { signal: ctx.signal }) : { repaired: [], failed: [] };
-        const r: VerifyReport = { ...result, missing, notFetched, repaired: fixed.repaired, unrepaired: fixed.failed };
+        const r: VerifyReport = { ...result, damaged, missing, notFetched, repaired: fixed.repaired, unrepaired: fixed.failed };
         verifyLines(ctx, where, r);
         report[where] = { ...r, ok: !stillWrong(r) };
       }
@@ -228,7 +263,7 @@ export const gc: Command = {
     if (force && ctx.values['dry-run'] === true) throw new UsageError('give either --force or --dry-run, not both');
     const graceMs = ctx.values.grace === undefined ? 3_600_000 : parseDuration(ctx.values.grace as string, 'grace');
     const onRemote = ctx.values['remote-store'] === true;
-    return withStores(ctx, { write: force, needRemote: onRemote }, async (stores) => {
+    return withStores(ctx, { write: force, needRemote: onRemote, remote: force && onRemote ? 'write' : 'read' }, async (stores) => {
       const store = onRemote ? stores.remote! : stores.local;
       const extraRoots: Hash[] = [];
       if (onRemote) {

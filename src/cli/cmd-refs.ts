@@ -65,7 +65,9 @@ export const ref: Command = {
     if (sub === undefined || !(SUBCOMMANDS as readonly string[]).includes(sub)) {
       throw new UsageError(`expected a subcommand: ${SUBCOMMANDS.join(', ')}; see "cairn ref --help"`);
     }
-    return withStores(ctx, { write: sub === 'set' || sub === 'cas' || sub === 'rm' }, async (stores) => {
+    const writes = sub === 'set' || sub === 'cas' || sub === 'rm';
+    // Only a write to the remote's own refs opens it writable.
+    return withStores(ctx, { write: writes, remote: writes && ctx.values.upstream === true ? 'write' : 'read' }, async (stores) => {
       const store = target(ctx, stores);
       const signal = ctx.signal;
       switch (sub) {

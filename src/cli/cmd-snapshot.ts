@@ -11,7 +11,7 @@ import { assertRestoreTarget, restore as restoreTree } from '../snapshot/restore
 import { snapshot as snapshotTree, statSnapshotDir } from '../snapshot/snapshot.js';
 import type { Command } from './command.js';
 import { EXIT, UsageError } from './exit-codes.js';
-import { formatBytes } from './output.js';
+import { formatBytes, formatCount } from './output.js';
 import { hashIfShaped, resolveHashOrRef } from './resolve.js';
 import { loadFileCache, saveFileCache } from './file-cache.js';
 import { withStores } from './stores.js';
@@ -20,7 +20,7 @@ import { recordRestore } from './restore-records.js';
 import { parseCount } from './resolve.js';
 
 const LIMIT_HELP: Record<string, string> = {
-  'max-files': `refuse a snapshot that expands to more files and directories (default ${DEFAULT_LIMITS.maxFiles.toLocaleString('en-US')})`,
+  'max-files': `refuse a snapshot that expands to more files and directories (default ${formatCount(DEFAULT_LIMITS.maxFiles)})`,
   'max-depth': `refuse a snapshot more directories deep (default ${DEFAULT_LIMITS.maxDepth})`,
 };
 const LIMIT_OPTIONS_DIFF = { 'max-files': { type: 'string' }, 'max-depth': { type: 'string' } } as const;
@@ -85,9 +85,9 @@ export const snapshot: Command = {
       const seconds = (Date.now() - started) / 1000;
       ctx.out.line(result.root.toString());
       ctx.out.note(
-        `snapshot of ${dir}: ${result.files.toLocaleString('en-US')} files, ${result.dirs.toLocaleString('en-US')} directories, ` +
+        `snapshot of ${dir}: ${formatCount(result.files)} files, ${formatCount(result.dirs)} directories, ` +
           `${result.symlinks} symlinks, ${formatBytes(result.bytes)} in ${seconds.toFixed(1)} s` +
-          (result.reused > 0 ? ` (${result.reused.toLocaleString('en-US')} unchanged files not read again)` : '') +
+          (result.reused > 0 ? ` (${formatCount(result.reused)} unchanged files not read again)` : '') +
           (refName !== undefined ? `; ref ${refName} updated` : '') +
           (stores.remote !== undefined ? '; run "cairn push" to upload' : ''),
       );
@@ -140,7 +140,7 @@ export const restore: Command = {
       ctx.out.done();
       const seconds = (Date.now() - started) / 1000;
       ctx.out.note(
-        `restored ${root.toString()} into ${dir}: ${result.files.toLocaleString('en-US')} files, ${formatBytes(result.bytes)} in ${seconds.toFixed(1)} s`,
+        `restored ${root.toString()} into ${dir}: ${formatCount(result.files)} files, ${formatBytes(result.bytes)} in ${seconds.toFixed(1)} s`,
       );
       ctx.out.result({ root: root.toString(), dir, ...result, seconds });
       return EXIT.ok;

@@ -13,7 +13,7 @@ import { forEachLimit } from '../snapshot/progress.js';
 import type { Store } from '../store.js';
 import type { Command, Context } from './command.js';
 import { EXIT, UsageError } from './exit-codes.js';
-import { formatBytes } from './output.js';
+import { formatBytes, formatCount } from './output.js';
 import { adoptRemote, needsFullCheck, remoteKey, updateRemoteState } from './remote-state.js';
 import { withStores, type Stores } from './stores.js';
 
@@ -135,9 +135,9 @@ function reportPush(ctx: Context, push: Awaited<ReturnType<typeof runPush>>): vo
   for (const c of push.result.pushed) ctx.out.line(`pushed ${c.ref} ${short(c.from)} -> ${short(c.to)}`);
   for (const c of push.result.conflicts) ctx.out.line(`conflict ${c.ref} local ${short(c.local)} remote ${short(c.remote)}`);
   ctx.out.note(
-    `push: uploaded ${push.uploaded.toLocaleString('en-US')} objects (${formatBytes(push.bytes)})` +
-      (push.skipped > 0 ? `, ${push.skipped.toLocaleString('en-US')} already in the remote` : '') +
-      (push.checkedLocal > 0 ? `, after checking all ${push.checkedLocal.toLocaleString('en-US')} local objects against this remote` : '') +
+    `push: uploaded ${formatCount(push.uploaded)} objects (${formatBytes(push.bytes)})` +
+      (push.skipped > 0 ? `, ${formatCount(push.skipped)} already in the remote` : '') +
+      (push.checkedLocal > 0 ? `, after checking all ${formatCount(push.checkedLocal)} local objects against this remote` : '') +
       `; ${push.result.pushed.length} refs pushed, ${push.result.upToDate.length} up to date, ${push.result.conflicts.length} conflicts`,
   );
 }
@@ -147,7 +147,7 @@ function reportPull(ctx: Context, pull: PullResult): void {
   for (const c of pull.diverged) ctx.out.line(`diverged ${c.ref} local ${short(c.local)} remote ${short(c.remote)}`);
   ctx.out.note(
     `pull: ${pull.updated.length} refs updated, ${pull.upToDate.length} up to date, ${pull.diverged.length} diverged` +
-      (pull.objects > 0 ? `; ${pull.objects.toLocaleString('en-US')} objects copied` : ''),
+      (pull.objects > 0 ? `; ${formatCount(pull.objects)} objects copied` : ''),
   );
 }
 
@@ -178,7 +178,7 @@ export const push: Command = {
   examples: ['cairn push', 'cairn push --prefix snapshots/ --json'],
   async run(ctx) {
     noArgs(ctx, 'push');
-    return withStores(ctx, { write: true, needRemote: true }, async (stores) => {
+    return withStores(ctx, { write: true, needRemote: true, remote: 'write' }, async (stores) => {
       await adopt(ctx, stores);
       const pushed = await runPush(ctx, stores);
       reportPush(ctx, pushed);
@@ -234,7 +234,7 @@ export const sync: Command = {
   examples: ['cairn sync'],
   async run(ctx) {
     noArgs(ctx, 'sync');
-    return withStores(ctx, { write: true, needRemote: true }, async (stores) => {
+    return withStores(ctx, { write: true, needRemote: true, remote: 'write' }, async (stores) => {
       await adopt(ctx, stores);
       const pushed = await runPush(ctx, stores);
       reportPush(ctx, pushed);
@@ -265,7 +265,7 @@ export const status: Command = {
       await adopt(ctx, stores);
       const s = await stores.layered!.status({ signal: ctx.signal, prefix: ctx.values.prefix as string | undefined });
       ctx.out.line(`remote: ${stores.config.remote!.display}`);
-      ctx.out.line(`pending: ${s.pendingObjects.toLocaleString('en-US')} objects (${formatBytes(s.pendingBytes)}) to upload`);
+      ctx.out.line(`pending: ${formatCount(s.pendingObjects)} objects (${formatBytes(s.pendingBytes)}) to upload`);
       const fullCheck = await needsFullCheck(stores.config.dir, stores.config.remote!);
       if (fullCheck) {
         ctx.out.line(

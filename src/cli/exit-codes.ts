@@ -25,6 +25,13 @@ export const EXIT = {
   remote: 6,
   /** A limit was exceeded (snapshot too large or too deep, name too long); the message names the flag that raises it. */
   limit: 7,
+  /**
+   * A remote ref write may or may not have landed (its answer was lost, and
+   * settling it failed too). Nothing is wrong with the data: run the same
+   * command again (a push recognises its own write), or look with
+   * `cairn status`.
+   */
+  outcomeUnknown: 8,
   /** Stopped by Ctrl-C (SIGINT) or SIGTERM; nothing was left half-written. */
   interrupted: 130,
 } as const;
@@ -57,6 +64,8 @@ export function exitCodeOf(error: unknown): number {
       return EXIT.limit;
     case 'ERR_ABORTED':
       return EXIT.interrupted;
+    case 'ERR_OUTCOME_UNKNOWN':
+      return EXIT.outcomeUnknown;
     case 'ERR_BACKEND':
       return isNetworkError(error) ? EXIT.remote : EXIT.failed;
     default:
@@ -64,9 +73,15 @@ export function exitCodeOf(error: unknown): number {
   }
 }
 
+/** What to do, added to the message of errors whose own words are about the library, not the command line. */
+const OUTCOME_ADVICE =
+  'the remote ref may or may not have been written; nothing is lost: run the same command again ' +
+  '(push recognises its own write and never reports it as a conflict), or see where the ref stands with "cairn status"';
+
 /** The error as one line: newlines flattened, never a stack, credentials in URLs masked. */
 export function oneLine(error: unknown): string {
-  const message = error instanceof Error ? error.message : String(error);
+  let message = error instanceof Error ? error.message : String(error);
+  if (isCairnError(error, 'ERR_OUTCOME_UNKNOWN')) message = `${message}; ${OUTCOME_ADVICE}`;
   return redactUrls(message.replace(/\s*\n\s*/g, ' ').trim()) || 'unknown error';
 }
 

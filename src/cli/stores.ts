@@ -9,10 +9,18 @@
  * `close({ upload: false })`, so that closing never uploads pending objects
  * as a side effect of, say, `cairn ref ls`: they stay journaled for `push`.
  *
+ * A `file://` remote is opened read-only unless the command writes to it
+ * (`push`, `sync`, `ref set --upstream`, `gc --force --remote-store`,
+ * `verify --repair`): a read-side command never rewrites a shared remote,
+ * not even to drop a damaged tail. Only `verify --repair` opens it with
+ * `repair`. A damaged ref log is one warning line on stderr.
+ *
  * @module
  */
 import { access, readdir } from 'node:fs/promises';
-import { openDiskStore } from '../backends/disk.js';
+import { DiskStore, openDiskStore, type RecoveryReport } from '../backends/disk.js';
+import type { ForeignEntry } from '../backends/s3/config.js';
+import { cut } from '../snapshot/limits.js';
 import { NotFoundError } from '../errors.js';
 import { join } from 'node:path';
 import { layered, type LayeredStore } from '../layers/layered.js';
@@ -37,12 +45,19 @@ export interface Stores {
   /** Local layered over remote (reads fall through; writes are journaled for push), or local alone. */
   readonly main: Store;
   readonly layered: LayeredStore | undefined;
+  /** What opening a `file://` remote found damaged (undefined for S3 or no remote). */
+  readonly remoteRecovery: Readonly<RecoveryReport> | undefined;
 }
+
+/** How a command uses the remote: only read it, write to it, or write and repair a damaged ref log. */
+export type RemoteAccess = 'read' | 'write' | 'repair';
 
 /** What a command needs. */
 export interface StoreNeeds {
-  /** The command writes (reserved for read-only opening). */
+  /** The command writes to the local store. */
   write?: boolean;
+  /** How the command uses the remote (default `read`: a `file://` remote is opened read-only). */
+  remote?: RemoteAccess;
   /** Fail with a usage error when no remote is configured. */
   needRemote?: boolean;
 }
@@ -76,31 +91,63 @@ export async function openLocal(config: ResolvedConfig, options: { create?: bool
   return openDiskStore(config.storeDir);
 }
 
-/**
- * Opens the remote a target names, in packs unless the target says not
- * (`packIndexDir` keeps the pack indexes read once). A `file://` remote is
- * created only with `create`.
- */
-export async function openRemote(target: RemoteTarget, options: { create?: boolean; signal?: AbortSignal; packIndexDir?: string } = {}): Promise<Store> {
-  const store = await openRemoteStore(target, options);
-  if (!target.packs) return store;
-  // Created on first use only: a command that fails on bad input leaves the local directory as it was.
-  const indexCache = options.packIndexDir === undefined ? undefined : diskIndexCache(options.packIndexDir);
-  return packed(store, { indexCache });
+/** Options of {@link openRemote}. */
+export interface OpenRemoteOptions {
+  /** Create a `file://` remote that does not exist yet (`init`). */
+  create?: boolean;
+  signal?: AbortSignal;
+  /** Where the pack indexes read once are kept. */
+  packIndexDir?: string;
+  /** How the command uses the remote (default `read`). */
+  access?: RemoteAccess;
+  /** Where warnings about the remote go (a damaged ref log, foreign S3 keys), one line each. */
+  warn?: (line: string) => void;
 }
 
-async function openRemoteStore(target: RemoteTarget, options: { create?: boolean }): Promise<Store> {
+/** An opened remote, with what opening a `file://` one found damaged. */
+export interface OpenedRemote {
+  readonly store: Store;
+  readonly recovery: Readonly<RecoveryReport> | undefined;
+}
+
+/**
+ * Opens the remote a target names, in packs unless the target says not.
+ * A `file://` remote is created only with `create`, and opened read-only
+ * unless `access` says the command writes to it.
+ */
+export async function openRemote(target: RemoteTarget, options: OpenRemoteOptions = {}): Promise<OpenedRemote> {
+  const store = await openRemoteStore(target, options);
+  const recovery = store instanceof DiskStore ? store.recovery : undefined;
+  if (recovery?.refLogDamaged === true) {
+    options.warn?.(
+      `the ref log of remote ${target.display} is damaged: refs it may hide cannot be read; ` +
+        'run "cairn verify" to see where, and "cairn verify --repair" (with write access) to drop the damaged records',
+    );
+  }
+  if (!target.packs) return { store, recovery };
+  // Created on first use only: a command that fails on bad input leaves the local directory as it was.
+  const indexCache = options.packIndexDir === undefined ? undefined : diskIndexCache(options.packIndexDir);
+  return { store: packed(store, { indexCache }), recovery };
+}
+
+/** A foreign S3 entry as one line: the key escaped (no control characters reach the terminal) and cut. */
+export function foreignLine(entry: ForeignEntry): string {
+  return `skipped ${entry.kind === 'ref' ? 'a ref' : 'an object key'} another tool wrote: ${cut(JSON.stringify(entry.key))} (${entry.reason})`;
+}
+
+async function openRemoteStore(target: RemoteTarget, options: OpenRemoteOptions): Promise<Store> {
   if (target.kind === 'file') {
-    if (options.create !== true) {
-      const entries = await readdir(target.path).catch(() => undefined);
-      if (entries === undefined) {
-        throw new NotFoundError(
-          `remote ${target.display} does not exist; create it with "cairn init --remote ${target.display}" or check the path`,
-          { key: target.display },
-        );
-      }
+    const entries = await readdir(target.path).catch(() => undefined);
+    if (entries === undefined && options.create !== true) {
+      throw new NotFoundError(
+        `remote ${target.display} does not exist; create it with "cairn init --remote ${target.display}" or check the path`,
+        { key: target.display },
+      );
     }
-    return openDiskStore(target.path);
+    const access = options.access ?? 'read';
+    // Only a remote that is not there yet (or an empty directory) is created; one that exists is only read.
+    if (access === 'read' && entries !== undefined && entries.length > 0) return openDiskStore(target.path, { readOnly: true });
+    return openDiskStore(target.path, { repair: access === 'repair' });
   }
   // Loaded only for an S3 remote: the SDK takes most of a second to load, which every command would pay.
   const { s3Store } = await import('../backends/s3.js');
@@ -110,6 +157,7 @@ async function openRemoteStore(target: RemoteTarget, options: { create?: boolean
     endpoint: target.endpoint,
     region: target.region,
     forcePathStyle: target.pathStyle || undefined,
+    onForeign: options.warn === undefined ? undefined : (entry) => options.warn!(foreignLine(entry)),
   });
 }
 
@@ -129,10 +177,20 @@ export async function withStores<T>(ctx: Context, needs: StoreNeeds, fn: (stores
   }
   const local = await openLocal(config);
   let remote: Store | undefined;
+  let remoteRecovery: Readonly<RecoveryReport> | undefined;
   try {
     // Objects written with no remote are journaled nowhere: no remote can be assumed to hold them all any more.
     if (needs.write === true && config.remote === undefined) await updateRemoteState(config.dir, { objectsIn: undefined });
-    remote = config.remote === undefined ? undefined : await openRemote(config.remote, { signal: ctx.signal, packIndexDir: join(config.dir, PACK_INDEX_SUBDIR) });
+    if (config.remote !== undefined) {
+      const opened = await openRemote(config.remote, {
+        signal: ctx.signal,
+        packIndexDir: join(config.dir, PACK_INDEX_SUBDIR),
+        access: needs.remote ?? 'read',
+        warn: (line) => ctx.out.warn(line),
+      });
+      remote = opened.store;
+      remoteRecovery = opened.recovery;
+    }
   } catch (error) {
     await local.close();
     throw error;
@@ -144,7 +202,7 @@ export async function withStores<T>(ctx: Context, needs: StoreNeeds, fn: (stores
   const uploads = config.remote?.packs === true ? { batchSize: 4096, maxBatchBytes: 4 * 2 ** 20, checkRemoteMinBytes: 2 ** 20 + 1 } : {};
   const stack = remote === undefined ? undefined : layered({ upper: local, lower: remote, uploadOnWrite: false, ...uploads });
   try {
-    return await fn({ config, local, remote, main: stack ?? local, layered: stack });
+    return await fn({ config, local, remote, main: stack ?? local, layered: stack, remoteRecovery });
   } finally {
     // Closing the layered store closes both stores, after its journal removals have finished.
     await Promise.allSettled(stack === undefined ? [local.close()] : [stack.close({ upload: false })]);

@@ -7,11 +7,18 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, mkdtemp, open, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { openDiskStore } from '../../src/backends/disk.js';
 import { packed } from '../../src/layers/packed/packed.js';
 import { encodeTree, hashBytes, type TreeEntry } from '../../src/index.js';
 import { assertBuilt, cairn, cairnJson, cairnOk } from './run-cli.js';
+
+/**
+ * Every case here runs the built binary several times (up to ~25 processes, each
+ * paying Node's start-up and module compile, 0.3-1 s on a loaded 2-core CI
+ * machine): 90 s per case holds there, where the default 30 s did not.
+ */
+vi.setConfig({ testTimeout: 90_000 });
 
 let work: string;
 beforeAll(async () => {
@@ -137,7 +144,7 @@ describe('gc', () => {
     await rm(env.CAIRN_DIR!, { recursive: true });
     const fresh = await machine(`file://${remotePath}`);
     await cairnOk(['pull'], { env: fresh });
-    // The remote is packed (the CLI's default): delete the root the way the packed layer does.
+    // The remote keeps small objects in packs (the CLI's default): delete the root through the packed layer.
     const store = packed(await openDiskStore(remotePath));
     await store.delete(root);
     await store.close();

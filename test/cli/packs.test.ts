@@ -111,8 +111,8 @@ it('remotes pack by default; --no-packs, CAIRN_PACKS=0 and a saved choice turn i
   await saveConfig(dir, { version: 1, remote: { url, packs: false } });
   expect((await resolveConfig({ dir }, {})).remote?.packs).toBe(false);
   const target = (packs: boolean) => parseRemote({ url: `file://${join(work, 'file-remote')}`, packs });
-  const withPacks = await openRemote(target(true), { create: true });
-  const without = await openRemote(target(false), { create: true });
+  const { store: withPacks } = await openRemote(target(true), { create: true });
+  const { store: without } = await openRemote(target(false), { create: true });
   expect(withPacks).toBeInstanceOf(PackedStore);
   expect(without).not.toBeInstanceOf(PackedStore);
   await Promise.all([withPacks.close(), without.close()]);

@@ -8,10 +8,17 @@
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { openDiskStore } from '../../src/backends/disk.js';
 import { hashBytes } from '../../src/index.js';
 import { assertBuilt, cairn, cairnJson, cairnOk } from './run-cli.js';
+
+/**
+ * Every case here runs the built binary several times (up to ~25 processes, each
+ * paying Node's start-up and module compile, 0.3-1 s on a loaded 2-core CI
+ * machine): 90 s per case holds there, where the default 30 s did not.
+ */
+vi.setConfig({ testTimeout: 90_000 });
 
 let work: string;
 beforeAll(async () => {

@@ -35,6 +35,7 @@ export function assertBuilt(): void {
 
 /** Runs `cairn ...args`. */
 export function cairn(args: readonly string[], options: CliOptions = {}): Promise<CliRun> {
+  const started = performance.now();
   return new Promise((resolveRun, reject) => {
     const env: NodeJS.ProcessEnv = {
       PATH: process.env.PATH,
@@ -55,6 +56,8 @@ export function cairn(args: readonly string[], options: CliOptions = {}): Promis
     child.on('error', reject);
     child.on('close', (code, signal) => {
       clearTimeout(timer);
+      // CAIRN_TEST_TIMINGS=1 prints how long each command took (to profile slow cases).
+      if (process.env.CAIRN_TEST_TIMINGS === '1') process.stderr.write(`cairn ${args.join(' ').slice(0, 80)}: ${Math.round(performance.now() - started)} ms\n`);
       resolveRun({ code, signal, stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8') });
     });
     options.onSpawn?.(child);

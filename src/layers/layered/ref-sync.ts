@@ -18,6 +18,7 @@ import { assertRefPrefix } from '../../ref-name.js';
 import type { CasResult, Store } from '../../store.js';
 import { stillNeeded } from '../remote-copy.js';
 import { withRetry } from '../transient.js';
+import { settledSwap } from './outcome.js';
 import { COPY_BATCH, isReserved, PUSHING_PREFIX, sameHash, TRACKING_PREFIX, verifyStored } from './names.js';
 import type { PullOptions, PullResult, PushOptions, PushResult, RefChange, RefConflict, RefStatus } from './types.js';
 
@@ -152,7 +153,8 @@ export class RefSync {
     }
     if (mine !== undefined) await upper.setRef(PUSHING_PREFIX + ref, mine, options);
     // Retrying a swap is safe: if a lost response hid a success, the retry fails with current === mine, read as done.
-    const swap = await withRetry(() => lower.compareAndSwap(ref, from ?? null, mine ?? null, options), options);
+    // An OutcomeUnknownError is settled (resolveOutcome, or the same swap again) before anything is reported.
+    const swap = await settledSwap(lower, ref, from, mine, options);
     return { swap, from };
   }
 
