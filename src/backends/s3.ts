@@ -22,6 +22,7 @@
  */
 import type { Readable } from 'node:stream';
 import { sleep, throwIfAborted, type AbortOptions } from '../abort.js';
+import { SingleFlight } from '../internal/single-flight.js';
 import { BackendError, InvalidArgumentError, NotFoundError, type RefWriteAttempt } from '../errors.js';
 import { DEFAULT_ALGORITHM, hashBytes, type Hash, type HashAlgorithm } from '../hash.js';
 import { assertObjectSource, assertRange, chunksOf, concatBytes, isBytes, mapConcurrent, toHash, verifiedStream, verifyBytes } from '../object-io.js';
@@ -47,7 +48,6 @@ import { ForeignReporter } from './s3/foreign.js';
 import { parseAttempt } from './s3/pending.js';
 import { rangedChunks, readChunks, type FetchRange } from './s3/ranged-get.js';
 import { MAX_REF_RETRIES, S3Refs, type RefWrite } from './s3/refs.js';
-import { SingleFlight } from './s3/single-flight.js';
 import { createTransport, DirectTransport, type ListedKey, type Transport } from './s3/transport.js';
 import { uploadBuffer, uploadStream, type UploadContext } from './s3/upload.js';
 
@@ -102,7 +102,9 @@ export class S3Store implements Store {
   readonly #ownsClient: boolean;
   readonly #upload: UploadContext;
   readonly #refs: S3Refs;
-  readonly #flights = new SingleFlight();
+  /** Concurrent puts of one object share one request; so do gets (each caller gets its own copy of the bytes). */
+  readonly #puts = new SingleFlight<string, Hash>();
+  readonly #gets = new SingleFlight<string, Uint8Array>();
   readonly #foreign: ForeignReporter;
   #bucketChecked = false;
 
@@ -173,7 +175,8 @@ export class S3Store implements Store {
       }
     }
     // Concurrent puts of the same bytes (common when writers race on content) share one request.
-    return this.#flights.run(`put:${key}`, this.#ctx.closing, signal, (shared) => this.#putSmall(key, hash, bytes, shared));
+    const shared = this.#ctx.closing;
+    return this.#puts.share(key, () => this.#putSmall(key, hash, bytes, shared), signal);
   }
 
   async #putSmall(key: string, hash: Hash, bytes: Uint8Array, signal: AbortSignal): Promise<Hash> {
@@ -202,11 +205,10 @@ export class S3Store implements Store {
 
   /** Concurrent gets of one object share one request; each caller gets its own copy of the bytes. */
   #getBytes(hash: Hash, signal: AbortSignal | undefined): Promise<Uint8Array> {
-    return this.#flights.run(
-      `get:${hash.toString()}`,
-      this.#ctx.closing,
-      signal,
-      async (shared) => {
+    const shared = this.#ctx.closing;
+    return this.#gets.share(
+      hash.toString(),
+      async () => {
         try {
           const { bytes } = await this.#transport.get(this.#keys.object(hash), { signal: shared });
           verifyBytes(hash, bytes);
@@ -216,6 +218,7 @@ export class S3Store implements Store {
         }
       },
       // Buffer#slice shares memory; Uint8Array#slice copies.
+      signal,
       (bytes) => Uint8Array.prototype.slice.call(bytes),
     );
   }

@@ -8,6 +8,7 @@
  *
  * @module
  */
+import { raceAbort } from '../abort.js';
 
 /** A call in flight, shared by everyone who asked for its key while it ran. */
 export interface Flight<V> {
@@ -55,6 +56,18 @@ export class SingleFlight<K, V> {
   run(key: K, run: () => Promise<V>): { flight: Flight<V>; joined: boolean } {
     const joined = this.join(key);
     return joined !== undefined ? { flight: joined, joined: true } : { flight: this.start(key, run), joined: false };
+  }
+
+  /**
+   * Joins or starts the call for `key` and waits for it under the caller's
+   * own `signal` (the call itself runs under whatever signal `run` closes
+   * over, never a caller's). `copy` gives each caller its own value once the
+   * value is shared (a joiner came).
+   */
+  async share(key: K, run: () => Promise<V>, signal?: AbortSignal, copy?: (value: V) => V): Promise<V> {
+    const { flight } = this.run(key, run);
+    const value = await raceAbort(flight.promise, signal);
+    return copy !== undefined && flight.joiners > 0 ? copy(value) : value;
   }
 
   /** Makes the next caller for `key` start a new call (after a delete, say); callers already waiting keep theirs. */

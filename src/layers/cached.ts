@@ -207,15 +207,20 @@ export class CachedStore extends ForwardingStore {
     return flight.promise;
   }
 
+  /** The cached bytes for `key` as handed to a caller (counted as a hit), or `undefined` on a miss. */
+  #hit(key: string): Uint8Array | undefined {
+    const hit = this.#lru.get(key);
+    if (hit === undefined) return undefined;
+    this.#hits++;
+    return this.#handOut(key, hit);
+  }
+
   override async get(hashLike: HashLike, options?: AbortOptions): Promise<Uint8Array> {
     this.#check(options);
     const hash = toHash(hashLike);
     const key = hash.toString();
-    const hit = this.#lru.get(key);
-    if (hit !== undefined) {
-      this.#hits++;
-      return this.#handOut(key, hit);
-    }
+    const hit = this.#hit(key);
+    if (hit !== undefined) return hit;
     const bytes = await raceAbort(this.#load(hash, key), options?.signal);
     return this.#share === false ? copyOf(bytes) : bytes;
   }
@@ -224,10 +229,9 @@ export class CachedStore extends ForwardingStore {
     this.#check(options);
     const hash = toHash(hashLike);
     const key = hash.toString();
-    const hit = this.#lru.get(key);
+    const hit = this.#hit(key);
     if (hit !== undefined) {
-      this.#hits++;
-      yield this.#handOut(key, hit);
+      yield hit;
       return;
     }
     // Streams are for objects too large to hold: pass through uncached (the inner store verifies).

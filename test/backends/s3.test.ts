@@ -166,8 +166,9 @@ describe(`S3 specifics (${primary.kind})`, () => {
 
   it('rejects bad options with InvalidArgumentError naming the option', () => {
     expect(() => s3Store({ bucket: '' })).toThrow(InvalidArgumentError);
-    expect(() => s3Store({ bucket: 'b', partSize: 1024 })).toThrow(/partSize/);
-    expect(() => s3Store({ bucket: 'b', concurrency: 0 })).toThrow(/concurrency/);
+    expect(() => s3Store({ bucket: '' })).toThrow('s3Store option "bucket" must be a non-empty string, got ""');
+    expect(() => s3Store({ bucket: 'b', partSize: 1024 })).toThrow(`s3Store option "partSize" must be at least 5 MiB (S3's minimum part size), got 1024`);
+    expect(() => s3Store({ bucket: 'b', concurrency: 0 })).toThrow('s3Store option "concurrency" must be an integer >= 1, got 0');
   });
 
   it('a missing bucket is a BackendError naming the bucket and endpoint, on every kind of call', async () => {

@@ -16,3 +16,18 @@ export const writeAsync = promisify(write);
 export const fdatasyncAsync = promisify(fdatasync);
 export const fstatAsync = promisify(fstat);
 export const ftruncateAsync = promisify(ftruncate);
+
+/**
+ * Reads `length` bytes at `position` into a new buffer, with as many reads as
+ * it takes; fewer only where the file ends. Returns the bytes read.
+ */
+export async function readAt(fd: number, position: number, length: number): Promise<Buffer<ArrayBuffer>> {
+  const buffer = Buffer.allocUnsafe(length);
+  let filled = 0;
+  while (filled < length) {
+    const { bytesRead } = await readAsync(fd, buffer, filled, length - filled, position + filled);
+    if (bytesRead === 0) break;
+    filled += bytesRead;
+  }
+  return buffer.subarray(0, filled);
+}

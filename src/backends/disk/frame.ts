@@ -10,14 +10,11 @@
  *
  * @module
  */
-import { read } from 'node:fs';
-import { promisify } from 'node:util';
 import { crc32 } from 'node:zlib';
+import { readAt } from './fd.js';
 
 /** Bytes before a frame's body. */
 export const FRAME_HEADER = 12;
-
-const readAsync = promisify(read);
 
 /** Writes the frame header for a body already placed at `offset + FRAME_HEADER`. */
 export function sealFrame(buf: Buffer, offset: number, magic: number, bodyLength: number): void {
@@ -111,14 +108,7 @@ export async function scanFrames(
 
   const load = async (start: number, minBytes: number): Promise<void> => {
     const length = Math.min(to - start, Math.max(windowSize, minBytes));
-    const next = Buffer.allocUnsafe(length);
-    let filled = 0;
-    while (filled < length) {
-      const { bytesRead } = await readAsync(fd, next, filled, length - filled, start + filled);
-      if (bytesRead === 0) break;
-      filled += bytesRead;
-    }
-    buf = next.subarray(0, filled);
+    buf = await readAt(fd, start, length);
     winStart = start;
   };
 

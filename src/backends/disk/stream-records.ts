@@ -19,7 +19,7 @@
  * @module
  */
 import { readSync } from 'node:fs';
-import { readAsync } from './fd.js';
+import { readAsync, readAt } from './fd.js';
 import { FRAME_HEADER, parseFrame, scanFrames, sealFrame, type DroppedRegion } from './frame.js';
 
 /** 'CSTR' little endian. */
@@ -98,14 +98,7 @@ export async function scanRecords(
   let pos = from;
   const load = async (minBytes: number): Promise<void> => {
     const length = Math.min(size - pos, Math.max(SCAN_WINDOW, minBytes));
-    const next = Buffer.allocUnsafe(length);
-    let filled = 0;
-    while (filled < length) {
-      const { bytesRead } = await readAsync(fd, next, filled, length - filled, pos + filled);
-      if (bytesRead === 0) break;
-      filled += bytesRead;
-    }
-    window = next.subarray(0, filled);
+    window = await readAt(fd, pos, length);
     windowStart = pos;
   };
   while (pos < size) {

@@ -6,6 +6,7 @@
  */
 import type { S3Client, S3ClientConfig } from '@aws-sdk/client-s3';
 import { InvalidArgumentError } from '../../errors.js';
+import { integerOption, invalidOption, stringOption } from '../../internal/options.js';
 
 const MiB = 1024 * 1024;
 
@@ -167,22 +168,19 @@ export function resolveConfig(options: S3StoreOptions): S3Config {
   if (options === null || typeof options !== 'object') {
     throw new InvalidArgumentError('s3Store takes an options object with at least { bucket }');
   }
-  if (typeof options.bucket !== 'string' || options.bucket.length === 0) {
-    throw new InvalidArgumentError(`the bucket option must be a non-empty string, got ${JSON.stringify(options.bucket)}`);
-  }
-  const prefix = options.prefix ?? '';
-  if (typeof prefix !== 'string') throw new InvalidArgumentError(`the prefix option must be a string, got ${typeof prefix}`);
+  if (typeof options.bucket !== 'string' || options.bucket.length === 0) throw invalidOption(OWNER, 'bucket', 'a non-empty string', options.bucket);
+  const prefix = stringOption(OWNER, 'prefix', options.prefix, '');
   if (options.onForeign !== undefined && typeof options.onForeign !== 'function') {
-    throw new InvalidArgumentError(`the onForeign option must be a function, got ${typeof options.onForeign}`);
+    throw invalidOption(OWNER, 'onForeign', 'a function', options.onForeign);
   }
   const concurrency = positiveInt('concurrency', options.concurrency, 32);
-  const partSize = nonNegativeInt('partSize', options.partSize, 8 * MiB);
-  if (partSize < 5 * MiB) throw new InvalidArgumentError(`the partSize option must be at least 5 MiB (S3's minimum), got ${partSize}`);
+  const partSize = integerOption(OWNER, 'partSize', options.partSize, 8 * MiB, 0);
+  if (partSize < 5 * MiB) throw invalidOption(OWNER, 'partSize', "at least 5 MiB (S3's minimum part size)", partSize);
   const region = options.region ?? process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION ?? 'us-east-1';
   const ownClient = options.client === undefined;
   // The SDK would read these itself; reading them here gives the direct path the same endpoint.
   const endpoint = ownClient ? (options.endpoint ?? process.env.AWS_ENDPOINT_URL_S3 ?? process.env.AWS_ENDPOINT_URL) : options.endpoint;
-  if (endpoint !== undefined) assertEndpoint(endpoint, options.endpoint === endpoint ? 'the endpoint option' : 'AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL');
+  if (endpoint !== undefined) assertEndpoint(endpoint, options.endpoint === endpoint ? `${OWNER} option "endpoint"` : 'AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL');
   const forcePathStyle = options.forcePathStyle ?? endpoint !== undefined;
   return {
     bucket: options.bucket,
@@ -193,7 +191,7 @@ export function resolveConfig(options: S3StoreOptions): S3Config {
     forcePathStyle,
     concurrency,
     maxSockets: positiveInt('maxSockets', options.maxSockets, concurrency * 2),
-    multipartThreshold: nonNegativeInt('multipartThreshold', options.multipartThreshold, 16 * MiB),
+    multipartThreshold: integerOption(OWNER, 'multipartThreshold', options.multipartThreshold, 16 * MiB, 0),
     partSize,
     queueSize: positiveInt('queueSize', options.queueSize, 4),
     watchIntervalMs: positiveInt('watchIntervalMs', options.watchIntervalMs, 1000),
@@ -234,20 +232,12 @@ function assertEndpoint(endpoint: unknown, what: string): void {
   }
 }
 
-export function positiveInt(name: string, value: number | undefined, fallback: number): number {
-  if (value === undefined) return fallback;
-  if (!Number.isInteger(value) || value < 1) {
-    throw new InvalidArgumentError(`the ${name} option must be a positive integer, got ${String(value)}`);
-  }
-  return value;
-}
+/** The owner named in option errors. */
+const OWNER = 's3Store';
 
-function nonNegativeInt(name: string, value: number | undefined, fallback: number): number {
-  if (value === undefined) return fallback;
-  if (!Number.isInteger(value) || value < 0) {
-    throw new InvalidArgumentError(`the ${name} option must be a non-negative integer, got ${String(value)}`);
-  }
-  return value;
+/** An option that must be an integer >= 1, in the house message style. */
+export function positiveInt(name: string, value: number | undefined, fallback: number): number {
+  return integerOption(OWNER, name, value, fallback, 1);
 }
 
 /** AWS regions whose S3 endpoint is `s3.<region>.amazonaws.com` (not China, GovCloud, ISO). */

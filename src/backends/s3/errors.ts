@@ -16,6 +16,7 @@ import {
   UnsupportedError,
   type ErrorSubject,
 } from '../../errors.js';
+import { isNetworkError as isSharedNetworkError } from '../../internal/network-errors.js';
 
 /** Where a failure happened, for messages. */
 export interface S3ErrorContext {
@@ -35,22 +36,6 @@ interface SdkErrorShape {
   $metadata?: { httpStatusCode?: number; attempts?: number };
   $fault?: unknown;
 }
-
-const NETWORK_CODES = new Set([
-  'ECONNREFUSED',
-  'ECONNRESET',
-  'ECONNABORTED',
-  'EPIPE',
-  'ETIMEDOUT',
-  'ENOTFOUND',
-  'EAI_AGAIN',
-  'EHOSTUNREACH',
-  'ENETUNREACH',
-  'ENETDOWN',
-  'EHOSTDOWN',
-  'ERR_STREAM_PREMATURE_CLOSE',
-  'UND_ERR_SOCKET',
-]);
 
 const CREDENTIAL_CODES = new Set([
   'InvalidAccessKeyId',
@@ -101,14 +86,18 @@ export function isAbort(error: unknown): boolean {
   return name === 'AbortError' || error instanceof AbortError;
 }
 
-/** A failure with no HTTP response: the connection failed, dropped or timed out. */
+/**
+ * A failure with no HTTP response: the connection failed, dropped or timed
+ * out ({@link isSharedNetworkError}), or the SDK gave up waiting on a socket
+ * (`RequestTimeout`) or reports an aborted connection only in its message.
+ * An answer with a status is never one: the status decides.
+ */
 export function isNetworkError(error: unknown): boolean {
   if (statusOf(error) !== undefined) return false;
-  const e = error as { code?: unknown; name?: unknown; message?: unknown } | null;
+  if (isSharedNetworkError(error)) return true;
+  const e = error as { name?: unknown; message?: unknown } | null;
   if (e == null) return false;
-  if (typeof e.code === 'string' && NETWORK_CODES.has(e.code)) return true;
-  if (e.name === 'TimeoutError' || e.name === 'RequestTimeout') return true;
-  return typeof e.message === 'string' && /socket hang up|ECONNRESET|aborted|premature close/i.test(e.message);
+  return e.name === 'RequestTimeout' || (typeof e.message === 'string' && /ECONNRESET|aborted/i.test(e.message));
 }
 
 /**

@@ -20,10 +20,11 @@
 import { abortError, sleep, type AbortOptions } from '../../abort.js';
 import { BackendError, CorruptStoreError, OutcomeUnknownError, UnsupportedError, type RefWriteAttempt } from '../../errors.js';
 import type { Hash } from '../../hash.js';
+import { casAccepts } from '../../internal/cas.js';
+import { integerOption } from '../../internal/options.js';
 import { mapConcurrent } from '../../object-io.js';
 import { isValidRefName } from '../../ref-name.js';
 import type { CasResult, RefEntry, RefListener, RefValue } from '../../store.js';
-import { positiveInt } from './config.js';
 import type { S3Context } from './context.js';
 import { BodyTooLargeError } from './direct.js';
 import { attemptsOf, backoff, isAbort, isAmbiguous, isConditionalConflict, isKeyNotFound, isPreconditionFailed, statusOf } from './errors.js';
@@ -119,7 +120,7 @@ export class S3Refs {
     const { name, next, expected } = write;
     const key = this.#ctx.keys.ref(name);
     const accepts = (value: RefValue | undefined): boolean =>
-      expected === undefined || (expected === null ? value === undefined : value !== undefined && value.hash.equals(expected));
+      expected === undefined || casAccepts(value, expected);
     const written: CasResult = { ok: true, current: next === null ? undefined : { hash: next, version: id } };
     // Unknown refs are assumed absent: a create then costs one request, and a
     // wrong guess only costs a 412 and a read. A resumed write starts from the truth.
@@ -317,7 +318,7 @@ export class S3Refs {
   }
 
   async watch(name: string, listener: RefListener, intervalOption: number | undefined, callerSignal: AbortSignal | undefined): Promise<void> {
-    const intervalMs = positiveInt('intervalMs', intervalOption, this.#ctx.config.watchIntervalMs);
+    const intervalMs = integerOption('s3Store.watch', 'intervalMs', intervalOption, this.#ctx.config.watchIntervalMs, 1);
     const closing = this.#ctx.closing;
     const signal = callerSignal === undefined ? closing : AbortSignal.any([callerSignal, closing]);
     let state = await this.#read(name, signal).catch((error: unknown) => {

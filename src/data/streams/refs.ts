@@ -49,6 +49,11 @@
  * store they look before claiming and back off after a lost claim, because
  * there a lost claim costs a conditional write and a read.
  *
+ * A ref write whose answer was lost (`OutcomeUnknownError` from S3)
+ * is settled before the writer acts on it (`internal/settle.ts`): a claim
+ * that landed unseen is the writer's, so the event keeps that number and is
+ * never appended again under another.
+ *
  * Truncated events' bytes become unreachable objects that `gc` reclaims; the
  * head objects replaced by each append likewise.
  *
@@ -58,6 +63,7 @@ import { LRUCache } from 'lru-cache';
 import { sleep, throwIfAborted, type AbortOptions } from '../../abort.js';
 import { CorruptStoreError, InvalidArgumentError, UnsupportedError } from '../../errors.js';
 import { hashBytes, type Hash } from '../../hash.js';
+import { settledCompareAndSwap, settledDeleteRef } from '../../internal/settle.js';
 import { mapConcurrent } from '../../object-io.js';
 import type { Store } from '../../store.js';
 import { tryDecodeJson } from '../json.js';
@@ -128,7 +134,8 @@ export class RefStreams {
       assertSeq(n);
       throwIfAborted(options.signal);
       const started = performance.now();
-      const claim = await this.#store.compareAndSwap(this.#eventRef(stream, n), null, hash, options);
+      // Settled: a claim that landed unseen must count as ours, or the event would take a second number.
+      const claim = await settledCompareAndSwap(this.#store, this.#eventRef(stream, n), null, hash, options);
       if (claim.ok) {
         // The number is ours: finish without the signal so the event is never left half-appended.
         if (await this.#commit(stream, n, hash)) {
@@ -209,7 +216,7 @@ export class RefStreams {
       if (target <= head.floor) break;
       // The floor is raised before any event ref is deleted: see the module comment.
       const next = await this.#putHead({ seq: head.seq, floor: target }, options);
-      const swap = await this.#store.compareAndSwap(this.headRef(stream), head.hash, next, options);
+      const swap = await settledCompareAndSwap(this.#store, this.headRef(stream), head.hash, next, options);
       if (swap.ok) {
         head = { seq: head.seq, floor: target, hash: next };
         break;
@@ -225,7 +232,7 @@ export class RefStreams {
       if (seq > head.floor) break;
       doomed.push(ref.name);
     }
-    await mapConcurrent(doomed, DELETE_CONCURRENCY, (name) => this.#store.deleteRef(name, options));
+    await mapConcurrent(doomed, DELETE_CONCURRENCY, (name) => settledDeleteRef(this.#store, name, options));
     return head.floor;
   }
 
@@ -238,12 +245,12 @@ export class RefStreams {
     for (;;) {
       if (head.floor >= n) {
         // Possibly a reuse of a truncated number: give it back, unless truncation already took it.
-        await this.#store.compareAndSwap(this.#eventRef(stream, n), hash, null);
+        await settledCompareAndSwap(this.#store, this.#eventRef(stream, n), hash, null);
         return false;
       }
       if (head.seq >= n) return true;
       const next = await this.#putHead({ seq: n, floor: head.floor }, {});
-      const swap = await this.#store.compareAndSwap(this.headRef(stream), head.hash, next);
+      const swap = await settledCompareAndSwap(this.#store, this.headRef(stream), head.hash, next);
       if (swap.ok) return true;
       head = await this.#headFromRef(stream, swap.current?.hash ?? null, {});
     }
@@ -252,7 +259,7 @@ export class RefStreams {
   /** Creates the head of a new stream, so that it is listed from its first append on. */
   async #register(stream: string, options: AbortOptions): Promise<Head> {
     const initial = await this.#putHead({ seq: 0, floor: 0 }, options);
-    const swap = await this.#store.compareAndSwap(this.headRef(stream), null, initial, options);
+    const swap = await settledCompareAndSwap(this.#store, this.headRef(stream), null, initial, options);
     if (swap.ok) return { seq: 0, floor: 0, hash: initial };
     return this.#headFromRef(stream, swap.current?.hash ?? null, options);
   }

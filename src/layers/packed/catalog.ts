@@ -210,35 +210,27 @@ export class Catalog {
     for (const hex of knownRetired) if (!retiredRefs.has(hex)) this.#retired.delete(hex);
 
     const newIndexes = [...indexRefs.values()].filter((h) => !this.#indexes.has(h.hex) && !this.#damaged.has(h.toString()));
-    await mapConcurrent(newIndexes, LOAD_CONCURRENCY, async (hash) => {
-      const bytes = await this.#load(hash, signal);
-      if (bytes === undefined) return;
-      try {
-        this.addIndex(hash, decodeIndex(bytes, hash, this.limits));
-      } catch (error) {
-        if (!(error instanceof CorruptStoreError)) throw error;
-        this.#damaged.set(hash.toString(), error);
-      }
-    });
+    await this.#loadEach(newIndexes, signal, (hash, bytes) => this.addIndex(hash, decodeIndex(bytes, hash, this.limits)));
     const newRemovals = [...removalRefs.values()].filter((h) => !this.#removalRecords.has(h.hex) && !this.#damaged.has(h.toString()));
-    await mapConcurrent(newRemovals, LOAD_CONCURRENCY, async (hash) => {
-      const bytes = await this.#load(hash, signal);
-      if (bytes === undefined) return;
-      try {
-        this.addRemovals(hash, decodeRemovals(bytes, hash, this.limits));
-      } catch (error) {
-        if (!(error instanceof CorruptStoreError)) throw error;
-        this.#damaged.set(hash.toString(), error);
+    await this.#loadEach(newRemovals, signal, (hash, bytes) => this.addRemovals(hash, decodeRemovals(bytes, hash, this.limits)));
+    const newRetired = new Map([...retiredRefs.entries()].filter(([hex]) => !this.#retired.has(hex)).map(([hex, record]) => [record.toString(), hex]));
+    const retiredRecords = [...retiredRefs.values()].filter((record) => newRetired.has(record.toString()));
+    await this.#loadEach(retiredRecords, signal, (record, bytes) => {
+      const retirement = decodeRetirement(bytes, record);
+      if (retirement.pack.hex !== newRetired.get(record.toString())) {
+        throw new CorruptStoreError(`retirement record ${record.toString()} names another pack than its ref`, { key: record.toString() });
       }
+      this.addRetirement(retirement.pack, record, retirement.retiredAtMs);
     });
-    const newRetired = [...retiredRefs.entries()].filter(([hex]) => !this.#retired.has(hex));
-    await mapConcurrent(newRetired, LOAD_CONCURRENCY, async ([hex, record]) => {
+  }
+
+  /** Loads each record and hands its bytes to `apply`; a record that `apply` finds corrupt is remembered as damaged. */
+  async #loadEach(records: readonly Hash[], signal: AbortSignal | undefined, apply: (record: Hash, bytes: Uint8Array) => void): Promise<void> {
+    await mapConcurrent(records, LOAD_CONCURRENCY, async (record) => {
       const bytes = await this.#load(record, signal);
       if (bytes === undefined) return;
       try {
-        const retirement = decodeRetirement(bytes, record);
-        if (retirement.pack.hex !== hex) throw new CorruptStoreError(`retirement record ${record.toString()} names another pack than its ref`, { key: record.toString() });
-        this.addRetirement(retirement.pack, record, retirement.retiredAtMs);
+        apply(record, bytes);
       } catch (error) {
         if (!(error instanceof CorruptStoreError)) throw error;
         this.#damaged.set(record.toString(), error);
