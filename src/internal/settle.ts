@@ -24,9 +24,35 @@ interface Resolver {
   resolveOutcome(attempt: RefWriteAttempt, options?: AbortOptions): Promise<CasResult>;
 }
 
-function resolverOf(store: Store): Resolver | undefined {
-  const candidate = store as Partial<Resolver>;
-  return typeof candidate.resolveOutcome === 'function' ? (candidate as Resolver) : undefined;
+/** How deep the wrappers around a store are followed to find a resolver. */
+const MAX_WRAPPERS = 8;
+
+/**
+ * The store under `store`'s wrappers (or `store` itself) that offers
+ * `resolveOutcome`, if any: layers such as packs or a cache keep the store
+ * they wrap as `inner` (see `ForwardingStore`), and a resolver below them
+ * settles a write that went through them.
+ */
+export function outcomeResolver(store: Store): Resolver | undefined {
+  let candidate: unknown = store;
+  for (let depth = 0; depth < MAX_WRAPPERS && typeof candidate === 'object' && candidate !== null; depth++) {
+    if (typeof (candidate as Partial<Resolver>).resolveOutcome === 'function') return candidate as Resolver;
+    candidate = (candidate as { inner?: unknown }).inner;
+  }
+  return undefined;
+}
+
+/** Options of {@link settledCompareAndSwap}. */
+export interface SettleOptions extends AbortOptions {
+  /**
+   * Count a ref that already holds exactly `next` as this write having
+   * landed (after a lost answer, or a retry of the whole call). Right where the value is the whole point (push
+   * publishing a snapshot: whoever wrote that value, the ref is where this
+   * writer wanted it); wrong where two writers may write equal values and
+   * each must know whether its own write won (stream claims).
+   * @default false
+   */
+  sameValueIsMine?: boolean | undefined;
 }
 
 /**
@@ -49,15 +75,18 @@ export async function settledCompareAndSwap(
   name: string,
   expected: HashLike | null,
   next: HashLike | null,
-  options: AbortOptions = {},
+  options: SettleOptions = {},
 ): Promise<CasResult> {
-  const resolver = resolverOf(store);
+  const resolver = outcomeResolver(store);
   let attempt: RefWriteAttempt | undefined;
   for (let tries = 0; ; tries++) {
     try {
-      return attempt !== undefined && resolver !== undefined
-        ? await resolver.resolveOutcome(attempt, options)
-        : await store.compareAndSwap(name, expected, next, options);
+      const result =
+        attempt !== undefined && resolver !== undefined
+          ? await resolver.resolveOutcome(attempt, options)
+          : await store.compareAndSwap(name, expected, next, options);
+      if (!result.ok && options.sameValueIsMine === true && holds(result, next)) return { ok: true, current: result.current };
+      return result;
     } catch (error) {
       if (!(error instanceof OutcomeUnknownError) || tries + 1 >= SETTLE_TRIES) throw error;
       // The same write (same id) from now on: resolving it can never land a second write.
@@ -66,6 +95,12 @@ export async function settledCompareAndSwap(
       await sleep(backoffDelay(tries), options.signal);
     }
   }
+}
+
+function holds(result: CasResult, next: HashLike | null): boolean {
+  const current = result.current?.hash;
+  if (next === null) return current === undefined;
+  return current !== undefined && current.toString() === (typeof next === 'string' ? next : next.toString());
 }
 
 /**
