@@ -25,7 +25,9 @@ export type CairnErrorCode =
   | 'ERR_CLOSED'
   | 'ERR_CORRUPT_STORE'
   | 'ERR_LIMIT_EXCEEDED'
-  | 'ERR_OUTCOME_UNKNOWN';
+  | 'ERR_OUTCOME_UNKNOWN'
+  | 'ERR_WRONG_PASSWORD'
+  | 'ERR_ENCRYPTION_MISMATCH';
 
 /** What an error concerns: an object key, a ref name, a path, a bucket. */
 export interface ErrorSubject {
@@ -142,6 +144,27 @@ export class CorruptStoreError extends CairnError {
 export class LimitExceededError extends CairnError {
   override readonly name = 'LimitExceededError';
   readonly code = 'ERR_LIMIT_EXCEEDED';
+}
+
+/**
+ * No key of an encrypted remote opens with the password (or key file)
+ * given. Nothing was read or changed. Give the right password, or ask
+ * someone who has one to add a key for you (`cairn key add`).
+ */
+export class WrongPasswordError extends CairnError {
+  override readonly name = 'WrongPasswordError';
+  readonly code = 'ERR_WRONG_PASSWORD';
+}
+
+/**
+ * Encrypted and plain data would be mixed: an encrypted remote opened
+ * without a key, a plain remote opened with one, or an encrypted remote
+ * created over a non-empty plain one. Nothing was read or changed; the
+ * message says which side is which.
+ */
+export class EncryptionMismatchError extends CairnError {
+  override readonly name = 'EncryptionMismatchError';
+  readonly code = 'ERR_ENCRYPTION_MISMATCH';
 }
 
 /**
