@@ -324,7 +324,7 @@ describe('packed: a remote that lies', () => {
 
   it('indexes past the end, overlapping, over the size limit, garbage or misnamed are set aside with typed errors; good ones still serve', async () => {
     const { r, hashes, items, pack, reader } = await onePack({ ...small, compression: 'none' });
-    const entry = (hash: Hash, offset: number, length: number, raw = length): IndexEntry => ({ hash, compression: Compression.none, offset, storedLength: length, rawLength: raw });
+    const entry = (hash: Hash, offset: number, length: number, raw = length): IndexEntry => ({ hash, compression: Compression.none, cipher: 0, offset, storedLength: length, rawLength: raw });
     const ghost = hashBytes(text('never stored'));
     const bad = [
       encodeIndex({ pack: pack.hash, packLength: pack.bytes.length, entries: [entry(ghost, pack.bytes.length - 10, 100)] }),
@@ -352,7 +352,7 @@ describe('packed: a remote that lies', () => {
   it('an index that names the wrong bytes for a hash yields an IntegrityError, never those bytes', async () => {
     const { r, hashes, pack, reader } = await onePack({ ...small, compression: 'none' });
     const liar = hashBytes(text('claimed'));
-    await publishIndex(r.inner, encodeIndex({ pack: pack.hash, packLength: pack.bytes.length, entries: [{ hash: liar, compression: Compression.none, offset: 8, storedLength: 3000, rawLength: 3000 }] }));
+    await publishIndex(r.inner, encodeIndex({ pack: pack.hash, packLength: pack.bytes.length, entries: [{ hash: liar, compression: Compression.none, cipher: 0, offset: 8, storedLength: 3000, rawLength: 3000 }] }));
     await reader.refresh();
     const error = await errorOf(reader.get(liar));
     expect(error).toBeInstanceOf(IntegrityError);
@@ -367,7 +367,7 @@ describe('packed: a remote that lies', () => {
     const packBytes = new Uint8Array([...text('CAIRNPK1'), ...frame]);
     const packHash = await r.inner.put(packBytes);
     const claimed = hashBytes(text('x'.repeat(100)));
-    await publishIndex(r.inner, encodeIndex({ pack: packHash, packLength: packBytes.length, entries: [{ hash: claimed, compression: Compression.zstd, offset: 8, storedLength: frame.length, rawLength: 100 }] }));
+    await publishIndex(r.inner, encodeIndex({ pack: packHash, packLength: packBytes.length, entries: [{ hash: claimed, compression: Compression.zstd, cipher: 0, offset: 8, storedLength: frame.length, rawLength: 100 }] }));
     const reader = packed(r.store, small);
     const error = await errorOf(reader.get(claimed));
     expect(error).toBeInstanceOf(IntegrityError);

@@ -14,24 +14,35 @@
  *
  * @module
  */
-import { CorruptStoreError, IntegrityError } from '../../errors.js';
+import { CorruptStoreError, EncryptionMismatchError, IntegrityError } from '../../errors.js';
 import type { Hash } from '../../hash.js';
 import { mapConcurrent, verifyBytes } from '../../object-io.js';
 import type { Store } from '../../store.js';
 import type { IndexCache } from './index-cache.js';
 import {
+  Cipher,
   decodeIndex,
+  decodeLarge,
   decodeRemovals,
   decodeRetirement,
   hashOfRefName,
+  INDEX_MAGIC,
   INDEX_REF_PREFIX,
+  KEY_REF_PREFIX,
+  LARGE_MAGIC,
+  LARGE_REF_PREFIX,
+  REMOVAL_MAGIC,
   REMOVED_REF_PREFIX,
+  PACKS_REF_PREFIX,
+  RETIRE_MAGIC,
   RETIRED_REF_PREFIX,
   type FormatLimits,
   type IndexEntry,
+  type LargeRecord,
   type PackIndex,
   type Removal,
 } from './format.js';
+import type { Sealer } from './sealing.js';
 
 /** Where one copy of a blob is. */
 export interface Location extends IndexEntry {
@@ -46,6 +57,9 @@ const LOAD_CONCURRENCY = 16;
 export class Catalog {
   readonly #locations = new Map<string, Location[]>();
   readonly #indexes = new Map<string, PackIndex>();
+  /** Large-object records (encrypted stores), by record hex, and by the object's address. */
+  readonly #large = new Map<string, LargeRecord>();
+  readonly #largeByHash = new Map<string, LargeRecord[]>();
   readonly #removalRecords = new Map<string, readonly Removal[]>();
   readonly #removed = new Set<string>();
   readonly #retired = new Map<string, { record: Hash; retiredAtMs: number }>();
@@ -58,7 +72,37 @@ export class Catalog {
     readonly inner: Store,
     readonly limits: FormatLimits,
     readonly cache: IndexCache | undefined,
+    readonly sealer: Sealer,
   ) {}
+
+  /** Live large objects (encrypted stores) with this address. */
+  locateLarge(hash: Hash): LargeRecord[] {
+    return (this.#largeByHash.get(hash.toString()) ?? []).filter((r) => !this.#removed.has(removalKey(r.object, hash)));
+  }
+
+  largeRecords(): ReadonlyMap<string, LargeRecord> {
+    return this.#large;
+  }
+
+  /** Adds a large-object record this process just published, or one read. */
+  addLarge(recordHash: Hash, record: LargeRecord): void {
+    if (this.#large.has(recordHash.hex)) return;
+    this.#large.set(recordHash.hex, record);
+    this.#owned.add(recordHash.toString());
+    this.#owned.add(record.object.toString());
+    const key = record.hash.toString();
+    this.#largeByHash.set(key, [...(this.#largeByHash.get(key) ?? []), record]);
+  }
+
+  dropLarge(recordHex: string): void {
+    const record = this.#large.get(recordHex);
+    if (record === undefined) return;
+    this.#large.delete(recordHex);
+    const key = record.hash.toString();
+    const rest = (this.#largeByHash.get(key) ?? []).filter((r) => r !== record);
+    if (rest.length === 0) this.#largeByHash.delete(key);
+    else this.#largeByHash.set(key, rest);
+  }
 
   /** Live copies of a blob, non-retired packs first; empty when it is not packed. */
   locate(hash: Hash): Location[] {
@@ -68,16 +112,23 @@ export class Catalog {
     return live.sort((a, b) => Number(this.#retired.has(a.pack.hex)) - Number(this.#retired.has(b.pack.hex)));
   }
 
-  /** True when the blob has a live packed copy. */
+  /** True when the blob has a live packed copy (or, encrypted, a live large copy). */
   has(hash: Hash): boolean {
-    return this.locate(hash).length > 0;
+    return this.locate(hash).length > 0 || this.locateLarge(hash).length > 0;
   }
 
-  /** Every blob hash with a live copy. */
+  /** Every object hash with a live copy. */
   *liveHashes(): Iterable<Hash> {
+    const seen = new Set<string>();
     for (const list of this.#locations.values()) {
       const first = list[0]!;
-      if (this.locate(first.hash).length > 0) yield first.hash;
+      if (this.locate(first.hash).length > 0) {
+        seen.add(first.hash.toString());
+        yield first.hash;
+      }
+    }
+    for (const [key, list] of this.#largeByHash) {
+      if (!seen.has(key) && this.locateLarge(list[0]!.hash).length > 0) yield list[0]!.hash;
     }
   }
 
@@ -191,11 +242,15 @@ export class Catalog {
     const knownIndexes = [...this.#indexes.keys()];
     const knownRemovals = [...this.#removalRecords.keys()];
     const knownRetired = [...this.#retired.keys()];
+    const knownLarge = [...this.#large.keys()];
     const indexRefs = new Map<string, Hash>();
     const removalRefs = new Map<string, Hash>();
     const retiredRefs = new Map<string, Hash>();
-    for await (const ref of this.inner.listRefs('.cairn/packs/', { signal })) {
-      for (const [prefix, into] of [[INDEX_REF_PREFIX, indexRefs], [REMOVED_REF_PREFIX, removalRefs], [RETIRED_REF_PREFIX, retiredRefs]] as const) {
+    const largeRefs = new Map<string, Hash>();
+    // Two listings, not one of all of `.cairn/`: other layers keep refs there too (push markers), which need not be read.
+    await this.verifyEncryption(signal);
+    for await (const ref of this.inner.listRefs(PACKS_REF_PREFIX, { signal })) {
+      for (const [prefix, into] of [[INDEX_REF_PREFIX, indexRefs], [REMOVED_REF_PREFIX, removalRefs], [RETIRED_REF_PREFIX, retiredRefs], [LARGE_REF_PREFIX, largeRefs]] as const) {
         const named = hashOfRefName(ref.name, prefix);
         if (named === undefined) continue;
         if (prefix !== RETIRED_REF_PREFIX && !named.equals(ref.hash)) {
@@ -206,22 +261,49 @@ export class Catalog {
       }
     }
     for (const hex of knownIndexes) if (!indexRefs.has(hex)) this.dropIndex(hex);
+    for (const hex of knownLarge) if (!largeRefs.has(hex)) this.dropLarge(hex);
     for (const hex of knownRemovals) if (!removalRefs.has(hex)) this.dropRemovals(hex);
     for (const hex of knownRetired) if (!retiredRefs.has(hex)) this.#retired.delete(hex);
 
     const newIndexes = [...indexRefs.values()].filter((h) => !this.#indexes.has(h.hex) && !this.#damaged.has(h.toString()));
-    await this.#loadEach(newIndexes, signal, (hash, bytes) => this.addIndex(hash, decodeIndex(bytes, hash, this.limits)));
+    const open = (magic: string, hash: Hash, bytes: Uint8Array): Uint8Array => this.sealer.openRecord(magic, bytes, hash);
+    await this.#loadEach(newIndexes, signal, (hash, bytes) => this.addIndex(hash, decodeIndex(open(INDEX_MAGIC, hash, bytes), hash, this.limits)));
     const newRemovals = [...removalRefs.values()].filter((h) => !this.#removalRecords.has(h.hex) && !this.#damaged.has(h.toString()));
-    await this.#loadEach(newRemovals, signal, (hash, bytes) => this.addRemovals(hash, decodeRemovals(bytes, hash, this.limits)));
+    await this.#loadEach(newRemovals, signal, (hash, bytes) => this.addRemovals(hash, decodeRemovals(open(REMOVAL_MAGIC, hash, bytes), hash, this.limits)));
+    const newLarge = [...largeRefs.values()].filter((h) => !this.#large.has(h.hex) && !this.#damaged.has(h.toString()));
+    await this.#loadEach(newLarge, signal, (hash, bytes) => this.addLarge(hash, decodeLarge(open(LARGE_MAGIC, hash, bytes), hash)));
     const newRetired = new Map([...retiredRefs.entries()].filter(([hex]) => !this.#retired.has(hex)).map(([hex, record]) => [record.toString(), hex]));
     const retiredRecords = [...retiredRefs.values()].filter((record) => newRetired.has(record.toString()));
     await this.#loadEach(retiredRecords, signal, (record, bytes) => {
-      const retirement = decodeRetirement(bytes, record);
+      const retirement = decodeRetirement(open(RETIRE_MAGIC, record, bytes), record);
       if (retirement.pack.hex !== newRetired.get(record.toString())) {
         throw new CorruptStoreError(`retirement record ${record.toString()} names another pack than its ref`, { key: record.toString() });
       }
       this.addRetirement(retirement.pack, record, retirement.retiredAtMs);
     });
+  }
+
+  /**
+   * Refuses to mix plain and encrypted data: the remote has keys (it is
+   * encrypted) exactly when this store encrypts; else an
+   * {@link EncryptionMismatchError}. One listing of `.cairn/keys/`; done on
+   * every refresh, so a remote that changes side under a running writer
+   * stops it too.
+   */
+  async verifyEncryption(signal?: AbortSignal): Promise<void> {
+    let keys = 0;
+    for await (const ref of this.inner.listRefs(KEY_REF_PREFIX, { signal })) if (ref.name.startsWith(KEY_REF_PREFIX)) keys++;
+    const encrypted = this.sealer.cipher !== Cipher.none;
+    if (keys > 0 && !encrypted) {
+      throw new EncryptionMismatchError(
+        `the remote is encrypted (it has ${keys} key(s) under ${KEY_REF_PREFIX}) and this store was opened without its key; nothing was read or written. Open it with the remote's password (packed option "encryption", or CAIRN_PASSWORD / --password-file for the CLI)`,
+      );
+    }
+    if (keys === 0 && encrypted) {
+      throw new EncryptionMismatchError(
+        `the remote is not encrypted (it has no keys under ${KEY_REF_PREFIX}) and this store was opened with a key; nothing was read or written, since encrypted and plain data are never mixed. Open it without a key, or create an encrypted remote on an empty one (initEncryption, or "cairn init --encrypt")`,
+      );
+    }
   }
 
   /** Loads each record and hands its bytes to `apply`; a record that `apply` finds corrupt is remembered as damaged. */
@@ -238,6 +320,10 @@ export class Catalog {
     });
   }
 
+  get #maxStoredRecordBytes(): number {
+    return this.limits.maxIndexBytes + this.sealer.recordOverhead;
+  }
+
   /** A record's verified bytes, from the local cache or one bounded read; undefined when damaged or gone. */
   async #load(hash: Hash, signal: AbortSignal | undefined): Promise<Uint8Array | undefined> {
     if (this.cache !== undefined) {
@@ -249,13 +335,13 @@ export class Catalog {
     }
     let bytes: Uint8Array;
     try {
-      bytes = await this.inner.getRange(hash, 0, this.limits.maxIndexBytes + 1, { signal });
+      bytes = await this.inner.getRange(hash, 0, this.#maxStoredRecordBytes + 1, { signal });
     } catch (error) {
       // A ref whose record was removed between the listing and the read: a collector is at work; skip it.
       if (error instanceof Error && (error as { code?: string }).code === 'ERR_NOT_FOUND') return undefined;
       throw error;
     }
-    if (bytes.length > this.limits.maxIndexBytes) {
+    if (bytes.length > this.#maxStoredRecordBytes) {
       this.#damaged.set(hash.toString(), new CorruptStoreError(`pack record ${hash.toString()} is over the ${this.limits.maxIndexBytes}-byte limit; it was not loaded`, { key: hash.toString() }));
       return undefined;
     }

@@ -1,8 +1,10 @@
 /**
  * The blob codec: the one place where a blob's bytes are transformed on the
- * way into a pack and back. Today it compresses (zstd, per blob, skipped
- * when it does not pay); encryption will be a second step of the same seam,
- * so that the writer and the reader never look inside stored bytes.
+ * way into a pack and back. It compresses (zstd, per blob, skipped when it
+ * does not pay), then, in an encrypted store, seals the result
+ * (`sealing.ts`), so that the writer and the reader never look inside
+ * stored bytes. Decoding opens the box first: nothing reaches zstd that
+ * did not authenticate.
  *
  * zstd comes from `@bokuweb/zstd-wasm` (WebAssembly: the same code on Node 20
  * and 24, no native build, no download at install). Its `decompress`
@@ -16,7 +18,8 @@
 import { createRequire } from 'node:module';
 import { IntegrityError } from '../../errors.js';
 import type { Hash } from '../../hash.js';
-import { Compression, type CompressionCode } from './format.js';
+import { Compression, type CipherCode, type CompressionCode } from './format.js';
+import { plainSealer, type Sealer } from './sealing.js';
 
 interface ZstdWasm {
   init(): Promise<void>;
@@ -36,15 +39,25 @@ function zstd(): ZstdWasm {
 export interface EncodedBlob {
   readonly bytes: Uint8Array;
   readonly compression: CompressionCode;
+  readonly cipher: CipherCode;
+}
+
+/** How a blob is stored, as its index entry says. */
+export interface StoredForm {
+  readonly hash: Hash;
+  readonly compression: CompressionCode;
+  readonly cipher: CipherCode;
+  readonly rawLength: number;
 }
 
 /** Transforms blob bytes for storage and back. */
 export interface BlobCodec {
   /** Loads what the codec needs (the WebAssembly module); call once before encode/decode. */
   ready(): Promise<void>;
-  encode(raw: Uint8Array): EncodedBlob;
-  /** Decodes stored bytes into exactly `rawLength` bytes, or throws {@link IntegrityError} naming `hash`. */
-  decode(stored: Uint8Array, compression: CompressionCode, rawLength: number, hash: Hash): Uint8Array;
+  /** The stored form of a blob whose address is `hash`. May return `raw` itself (the caller copies it if it may change). */
+  encode(raw: Uint8Array, hash: Hash): EncodedBlob;
+  /** Decodes stored bytes into exactly `form.rawLength` bytes, or throws {@link IntegrityError} naming the blob. */
+  decode(stored: Uint8Array, form: StoredForm): Uint8Array;
 }
 
 /** Options of {@link blobCodec}. */
@@ -99,22 +112,28 @@ function sampleCompresses(raw: Uint8Array, level: number): boolean {
   return zstd().compress(sample, level).length <= SAMPLE_BYTES - SAMPLE_BYTES / 16;
 }
 
-/** The codec the packed layer uses; see {@link CodecOptions}. */
-export function blobCodec(options: CodecOptions = {}): BlobCodec {
+/** The codec the packed layer uses; see {@link CodecOptions}. `sealer` encrypts after compressing (none by default). */
+export function blobCodec(options: CodecOptions = {}, sealer: Sealer = plainSealer): BlobCodec {
   const useZstd = (options.compression ?? 'zstd') === 'zstd';
   const level = options.level ?? 3;
+  const compress = (raw: Uint8Array): { bytes: Uint8Array; compression: CompressionCode } => {
+    if (!useZstd || raw.length < MIN_COMPRESS_BYTES) return { bytes: raw, compression: Compression.none };
+    if (!sampleCompresses(raw, level)) return { bytes: raw, compression: Compression.none };
+    const packed = zstd().compress(raw, level);
+    // Keep the compressed form only when it saves at least 1/16 of the bytes: below that, decoding costs more than it saves.
+    if (packed.length > raw.length - raw.length / 16) return { bytes: raw, compression: Compression.none };
+    return { bytes: packed, compression: Compression.zstd };
+  };
   return {
     // Always loaded: a store that writes uncompressed still reads blobs other writers compressed.
     ready: () => (ready ??= zstd().init()),
-    encode(raw) {
-      if (!useZstd || raw.length < MIN_COMPRESS_BYTES) return { bytes: raw, compression: Compression.none };
-      if (!sampleCompresses(raw, level)) return { bytes: raw, compression: Compression.none };
-      const packed = zstd().compress(raw, level);
-      // Keep the compressed form only when it saves at least 1/16 of the bytes: below that, decoding costs more than it saves.
-      if (packed.length > raw.length - raw.length / 16) return { bytes: raw, compression: Compression.none };
-      return { bytes: packed, compression: Compression.zstd };
+    encode(raw, hash) {
+      const { bytes, compression } = compress(raw);
+      return { bytes: sealer.sealBlob(bytes, hash), compression, cipher: sealer.cipher };
     },
-    decode(stored, compression, rawLength, hash) {
+    decode(sealed, { compression, cipher, rawLength, hash }) {
+      if (cipher !== sealer.cipher) throw damaged(hash, `its index says cipher ${cipher}, this store uses ${sealer.cipher}`);
+      const stored = sealer.openBlob(sealed, hash);
       if (compression === Compression.none) {
         if (stored.length !== rawLength) throw damaged(hash, `${stored.length} bytes stored for ${rawLength}`);
         return stored;

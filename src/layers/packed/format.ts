@@ -15,17 +15,31 @@ import { Hash, type HashAlgorithm } from '../../hash.js';
 
 /** Every ref a layer keeps for itself starts with this; user writes under it are refused. */
 export const RESERVED_REF_PREFIX = '.cairn/';
+/** Every ref of the packs' own records starts with this. */
+export const PACKS_REF_PREFIX = '.cairn/packs/';
 /** Ref of a published index: `<prefix><index sha256 hex>`, value = the index hash. */
 export const INDEX_REF_PREFIX = '.cairn/packs/index/';
 /** Ref of a published removal record: `<prefix><record sha256 hex>`, value = the record hash. */
 export const REMOVED_REF_PREFIX = '.cairn/packs/removed/';
 /** Ref of a retired pack: `<prefix><pack sha256 hex>`, value = the retirement record's hash. */
 export const RETIRED_REF_PREFIX = '.cairn/packs/retired/';
+/** Ref of a published large-object record (encrypted stores): `<prefix><record sha256 hex>`, value = the record hash. */
+export const LARGE_REF_PREFIX = '.cairn/packs/large/';
+/** Refs of the keys that wrap an encrypted remote's master key (see src/crypto/keys.ts). */
+export const KEY_REF_PREFIX = '.cairn/keys/';
 
 export const PACK_MAGIC = 'CAIRNPK1';
 export const INDEX_MAGIC = 'CAIRNIX1';
 export const REMOVAL_MAGIC = 'CAIRNRM1';
 export const RETIRE_MAGIC = 'CAIRNRT1';
+/** A large object's record (encrypted stores): where its segments are and the salt of their key. */
+export const LARGE_MAGIC = 'CAIRNLG1';
+/** A sealed (encrypted) record: any of the records above, in an authenticated box. */
+export const SEALED_MAGIC = 'CAIRNSE1';
+/** An encrypted ref body. */
+export const REF_BODY_MAGIC = 'CAIRNRB1';
+/** A large object's segments (src/crypto/segments.ts). */
+export const SEGMENTS_MAGIC = 'CAIRNSG1';
 
 /** Bytes before the first blob of a pack. */
 export const PACK_HEADER_BYTES = 8;
@@ -40,6 +54,12 @@ export const MAX_PACK_BYTES = 0xffff_ffff;
 export const Compression = { none: 0, zstd: 1 } as const;
 export type CompressionCode = (typeof Compression)[keyof typeof Compression];
 
+/** Whether a blob's stored bytes are encrypted (after compression): 1 = an AES-256-GCM box, 28 bytes longer. */
+export const Cipher = { none: 0, aes256gcm: 1 } as const;
+export type CipherCode = (typeof Cipher)[keyof typeof Cipher];
+/** What a box adds: nonce (12) and tag (16). */
+export const BOX_OVERHEAD = 28;
+
 const ALG_CODE: Record<HashAlgorithm, number> = { sha256: 1, blake3: 2 };
 const CODE_ALG: Record<number, HashAlgorithm> = { 1: 'sha256', 2: 'blake3' };
 
@@ -48,6 +68,8 @@ export interface IndexEntry {
   /** The address of the blob: the hash of its uncompressed bytes. */
   readonly hash: Hash;
   readonly compression: CompressionCode;
+  /** Whether the stored bytes are an encrypted box (every entry of an encrypted store, none of a plain one). */
+  readonly cipher: CipherCode;
   /** Byte offset of the stored bytes in the pack. */
   readonly offset: number;
   /** Length of the stored (possibly compressed) bytes. */
@@ -69,6 +91,8 @@ export interface FormatLimits {
   readonly maxObjectBytes: number;
   /** Largest index (or removal record) accepted, in bytes. */
   readonly maxIndexBytes: number;
+  /** The cipher every entry must have: an encrypted store reads no plain blob, a plain one no encrypted blob. */
+  readonly cipher: CipherCode;
 }
 
 const ascii = (text: string): Uint8Array => new TextEncoder().encode(text);
@@ -81,7 +105,7 @@ function hasMagic(bytes: Uint8Array, magic: string): boolean {
 
 /** True when `bytes` start like one of this module's records (a pack, an index, a removal or retirement record). */
 export function looksLikePackRecord(bytes: Uint8Array): boolean {
-  return [PACK_MAGIC, INDEX_MAGIC, REMOVAL_MAGIC, RETIRE_MAGIC].some((m) => hasMagic(bytes, m));
+  return [PACK_MAGIC, INDEX_MAGIC, REMOVAL_MAGIC, RETIRE_MAGIC, LARGE_MAGIC, SEALED_MAGIC, REF_BODY_MAGIC, SEGMENTS_MAGIC].some((m) => hasMagic(bytes, m));
 }
 
 function corrupt(what: string, hash: Hash | undefined, problem: string): CorruptStoreError {
@@ -110,6 +134,7 @@ export function encodeIndex(index: PackIndex): Uint8Array {
   for (const entry of index.entries) {
     out[at] = ALG_CODE[entry.hash.algorithm];
     out[at + 1] = entry.compression;
+    out[at + 2] = entry.cipher;
     out.set(entry.hash.digest, at + 4);
     out.writeUInt32BE(entry.offset, at + 36);
     out.writeUInt32BE(entry.storedLength, at + 40);
@@ -145,14 +170,19 @@ export function decodeIndex(bytes: Uint8Array, indexHash: Hash | undefined, limi
     const compression = view[at + 1]!;
     if (algorithm === undefined) throw fail(`entry ${i} has unknown hash algorithm ${view[at]}`);
     if (compression !== Compression.none && compression !== Compression.zstd) throw fail(`entry ${i} has unknown compression ${compression}`);
-    if (view.readUInt16BE(at + 2) !== 0) throw fail(`entry ${i} has non-zero reserved bits`);
+    const cipher = view[at + 2]!;
+    if (cipher !== limits.cipher) {
+      throw fail(`entry ${i} is ${cipher === Cipher.none ? 'not encrypted' : `encrypted (cipher ${cipher})`}, in a store that ${limits.cipher === Cipher.none ? 'is plain' : 'is encrypted'}`);
+    }
+    if (view[at + 3] !== 0) throw fail(`entry ${i} has non-zero reserved bits`);
     const hash = Hash.fromDigest(algorithm, view.subarray(at + 4, at + 36));
     const offset = view.readUInt32BE(at + 36);
     const storedLength = view.readUInt32BE(at + 40);
     const rawLength = view.readUInt32BE(at + 44);
     const name = `entry ${i} (${hash.toString()})`;
     if (rawLength > limits.maxObjectBytes) throw fail(`${name} declares ${rawLength} bytes, over the ${limits.maxObjectBytes}-byte object limit`);
-    if (compression === Compression.none ? storedLength !== rawLength : storedLength > rawLength) {
+    const box = cipher === Cipher.none ? 0 : BOX_OVERHEAD;
+    if (compression === Compression.none ? storedLength !== rawLength + box : storedLength > rawLength + box || storedLength < box) {
       throw fail(`${name} stores ${storedLength} bytes for ${rawLength}`);
     }
     if (offset < end) throw fail(`${name} at offset ${offset} overlaps the bytes before it (which end at ${end})`);
@@ -160,7 +190,7 @@ export function decodeIndex(bytes: Uint8Array, indexHash: Hash | undefined, limi
     if (end > packLength) throw fail(`${name} ends at ${end}, past the pack's end at ${packLength}`);
     if (seen.has(hash.toString())) throw fail(`${name} appears twice`);
     seen.add(hash.toString());
-    entries.push({ hash, compression: compression as CompressionCode, offset, storedLength, rawLength });
+    entries.push({ hash, compression: compression as CompressionCode, cipher: cipher as CipherCode, offset, storedLength, rawLength });
   }
   return { pack, packLength, entries };
 }
@@ -224,6 +254,57 @@ export function decodeRetirement(bytes: Uint8Array, recordHash: Hash | undefined
   const at = view.readBigUInt64BE(8);
   if (at > BigInt(Number.MAX_SAFE_INTEGER)) throw fail('its time is out of range');
   return { pack: Hash.fromDigest('sha256', view.subarray(16, 48)), retiredAtMs: Number(at) };
+}
+
+/**
+ * A large object of an encrypted store: stored as one object of
+ * independently authenticated segments (src/crypto/segments.ts) under the
+ * hash of those bytes; this record (sealed, so its contents are secret)
+ * ties the object's address to it, with the salt of its key.
+ */
+export interface LargeRecord {
+  /** The object's address (the hash of its plaintext). */
+  readonly hash: Hash;
+  /** The inner object holding its segments (sha256 of the stored bytes). */
+  readonly object: Hash;
+  readonly plainLength: number;
+  readonly segmentBytes: number;
+  readonly salt: Uint8Array;
+}
+
+const LARGE_BYTES = 8 + 1 + 32 + 32 + 8 + 4 + 32;
+/** Largest segment a reader accepts: bounds what one segment read holds. */
+export const MAX_SEGMENT_BYTES = 16 * 2 ** 20;
+
+export function encodeLarge(record: LargeRecord): Uint8Array {
+  const out = Buffer.alloc(LARGE_BYTES);
+  out.set(ascii(LARGE_MAGIC), 0);
+  out[8] = ALG_CODE[record.hash.algorithm];
+  out.set(record.hash.digest, 9);
+  out.set(sha256Digest(record.object, 'large object'), 41);
+  out.writeBigUInt64BE(BigInt(record.plainLength), 73);
+  out.writeUInt32BE(record.segmentBytes, 81);
+  out.set(record.salt, 85);
+  return out;
+}
+
+export function decodeLarge(bytes: Uint8Array, recordHash: Hash | undefined): LargeRecord {
+  const fail = (problem: string): CorruptStoreError => corrupt('large-object record', recordHash, problem);
+  if (bytes.length !== LARGE_BYTES || !hasMagic(bytes, LARGE_MAGIC)) throw fail(`it is not a ${LARGE_BYTES}-byte ${LARGE_MAGIC} record`);
+  const view = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length);
+  const algorithm = CODE_ALG[view[8]!];
+  if (algorithm === undefined) throw fail(`it has unknown hash algorithm ${view[8]}`);
+  const length = view.readBigUInt64BE(73);
+  if (length > BigInt(Number.MAX_SAFE_INTEGER)) throw fail(`it declares ${length} bytes`);
+  const segmentBytes = view.readUInt32BE(81);
+  if (segmentBytes < 1 || segmentBytes > MAX_SEGMENT_BYTES) throw fail(`it declares segments of ${segmentBytes} bytes (1 to ${MAX_SEGMENT_BYTES})`);
+  return {
+    hash: Hash.fromDigest(algorithm, view.subarray(9, 41)),
+    object: Hash.fromDigest('sha256', view.subarray(41, 73)),
+    plainLength: Number(length),
+    segmentBytes,
+    salt: Uint8Array.prototype.slice.call(view.subarray(85, 117)),
+  };
 }
 
 /** The sha256 hash a reserved ref name ends with, or undefined if the name is not one of `prefix`. */

@@ -23,12 +23,16 @@ import type {
   StoreCapabilities,
   WatchOptions,
 } from '../../store.js';
+import type { MasterKey } from '../../crypto/master-key.js';
 import { integerOption, storeOption } from '../options.js';
 import { Catalog, type Location } from './catalog.js';
 import { blobCodec, type BlobCodec, type CodecOptions } from './codec.js';
 import { INDEX_ENTRY_BYTES, looksLikePackRecord, MAX_PACK_BYTES, PACK_HEADER_BYTES, RESERVED_REF_PREFIX, type Removal } from './format.js';
 import { GroupCommit } from './group-commit.js';
 import type { IndexCache } from './index-cache.js';
+import { SealedLargeObjects } from './large.js';
+import { SealedRefs, type RefSide } from './sealed-refs.js';
+import { encryptingSealer, plainSealer } from './sealing.js';
 import { missingError, readBlob, readPacked } from './reader.js';
 import { repack, type RepackOptions, type RepackReport } from './repack.js';
 import { commitPack, commitRemovals, type PendingBlob } from './writer.js';
@@ -75,6 +79,15 @@ export interface PackedOptions extends CodecOptions {
    * @default 600000 (10 minutes)
    */
   maxCatalogAgeMs?: number | undefined;
+  /**
+   * The remote's master key (from `unlock` or `initEncryption`,
+   * src/crypto/keys.ts): every blob, record, large object and ref body is
+   * then encrypted and authenticated (docs/encryption.md says what the
+   * bucket still shows). A remote with keys must be opened with one, and a
+   * remote without keys without one ({@link EncryptionMismatchError}).
+   * @default none (plain)
+   */
+  encryption?: MasterKey | undefined;
 }
 
 /**
@@ -112,7 +125,13 @@ export class PackedStore implements Store {
   readonly #pending = new Map<string, Promise<void>>();
   readonly #indexCache: IndexCache | undefined;
   readonly #maxCatalogAgeMs: number;
+  /** Where refs go: the inner store, or encrypted bodies over it. */
+  readonly #refs: RefSide;
+  /** Encrypted large objects; undefined in a plain store, whose large objects are loose in `inner`. */
+  readonly #large: SealedLargeObjects | undefined;
   #loaded: Promise<void> | undefined;
+  /** The remote checked to be on this store's side (plain or encrypted) before the first ref is read or written. */
+  #sideChecked: Promise<void> | undefined;
   #closed = false;
 
   constructor(inner: Store, options: PackedOptions = {}) {
@@ -134,8 +153,15 @@ export class PackedStore implements Store {
     this.#maxCatalogAgeMs = integerOption('packed', 'maxCatalogAgeMs', options.maxCatalogAgeMs, 600_000, 0);
     this.#inner = inner;
     this.#indexCache = options.indexCache;
-    this.#codec = blobCodec(options);
-    this.#catalog = new Catalog(inner, { maxObjectBytes: this.#maxObjectBytes, maxIndexBytes }, options.indexCache);
+    if (options.encryption !== undefined && typeof (options.encryption as Partial<MasterKey>).keys !== 'function') {
+      throw new InvalidArgumentError('packed option "encryption" must be a MasterKey (from unlock or initEncryption)');
+    }
+    const keys = options.encryption?.keys();
+    const sealer = keys === undefined ? plainSealer : encryptingSealer(keys);
+    this.#codec = blobCodec(options, sealer);
+    this.#catalog = new Catalog(inner, { maxObjectBytes: this.#maxObjectBytes, maxIndexBytes, cipher: sealer.cipher }, options.indexCache, sealer);
+    this.#refs = keys === undefined ? inner : new SealedRefs(inner, keys.ref);
+    this.#large = keys === undefined ? undefined : new SealedLargeObjects(inner, this.#catalog, keys);
     const maxItems = Math.floor((maxIndexBytes - 52) / INDEX_ENTRY_BYTES);
     this.#packs = new GroupCommit((blobs) => commitPack(inner, this.#catalog, blobs).then(() => undefined), { targetSize: packBytes, maxItems, lingerMs, maxInFlight });
     this.#removals = new GroupCommit((removals) => commitRemovals(inner, this.#catalog, removals), {
@@ -192,7 +218,7 @@ export class PackedStore implements Store {
     assertObjectSource(source);
     const algorithm = options?.algorithm ?? DEFAULT_ALGORITHM;
     if (isBytes(source)) {
-      if (source.length > this.#maxObjectBytes) return this.#inner.put(source, options);
+      if (source.length > this.#maxObjectBytes) return this.#putLarge(source, options);
       return this.#putSmall(source, algorithm, signal);
     }
     const iterator = chunksOf(source, signal)[Symbol.asyncIterator]();
@@ -213,7 +239,14 @@ export class PackedStore implements Store {
         yield step.value;
       }
     }
-    return this.#inner.put(rest(), options);
+    return this.#putLarge(rest(), options);
+  }
+
+  /** An object too large for a pack: loose in the inner store, or (encrypted) in segments. */
+  async #putLarge(source: ObjectSource, options: PutOptions | undefined): Promise<Hash> {
+    if (this.#large === undefined) return this.#inner.put(source, options);
+    await this.#ready(options?.signal);
+    return this.#large.put(source, options);
   }
 
   async #putSmall(bytes: Uint8Array, algorithm: HashAlgorithm, signal: AbortSignal | undefined): Promise<Hash> {
@@ -230,7 +263,7 @@ export class PackedStore implements Store {
     if (this.#catalog.has(hash)) return undefined;
     const pending = this.#pending.get(key);
     if (pending !== undefined) return pending;
-    const encoded = this.#codec.encode(bytes);
+    const encoded = this.#codec.encode(bytes, hash);
     // Copied when stored as is (Buffer#slice would share memory): the caller may reuse its buffer before the pack is sealed.
     const blob: PendingBlob = { hash, rawLength: bytes.length, encoded: encoded.bytes === bytes ? { ...encoded, bytes: Uint8Array.prototype.slice.call(bytes) } : encoded };
     const done = this.#packs.add(blob, encoded.bytes.length + INDEX_ENTRY_BYTES).finally(() => this.#pending.delete(key));
@@ -259,7 +292,7 @@ export class PackedStore implements Store {
     });
     if (large.length > 0) {
       waits.push(
-        this.#inner.putMany(large.map((i) => items[i]!), options).then((got) => got.forEach((h, j) => (hashes[large[j]!] = h))),
+        (this.#large ?? this.#inner).putMany(large.map((i) => items[i]!), options).then((got) => got.forEach((h, j) => (hashes[large[j]!] = h))),
       );
     }
     await raceAbort(Promise.all(waits), signal);
@@ -273,6 +306,7 @@ export class PackedStore implements Store {
     await this.#ready(signal);
     const packedBytes = await this.#getPacked(hash, signal);
     if (packedBytes !== undefined) return packedBytes;
+    if (this.#large !== undefined) return this.#sealedLarge(hash, () => this.#large!.get(hash, options));
     try {
       return await this.#inner.get(hash, options);
     } catch (error) {
@@ -282,6 +316,15 @@ export class PackedStore implements Store {
       const late = await this.#getPacked(hash, signal);
       if (late !== undefined) return late;
       throw this.#missing(hash, error);
+    }
+  }
+
+  /** A large object of an encrypted store; not found is reported as the packed store reports it. */
+  async #sealedLarge<T>(hash: Hash, read: () => Promise<T>): Promise<T> {
+    try {
+      return await read();
+    } catch (error) {
+      throw isCairnError(error, 'ERR_NOT_FOUND') ? this.#missing(hash, error) : error;
     }
   }
 
@@ -307,7 +350,20 @@ export class PackedStore implements Store {
       yield packedBytes;
       return;
     }
-    yield* this.#inner.getStream(hash, options);
+    if (this.#large === undefined) {
+      yield* this.#inner.getStream(hash, options);
+      return;
+    }
+    const large = this.#large.getStream(hash, options)[Symbol.asyncIterator]();
+    // The first step finds the record: a missing object is reported before any byte, like a packed one.
+    const first = await this.#sealedLarge(hash, () => large.next());
+    if (first.done === true) return;
+    yield first.value;
+    for (;;) {
+      const step = await large.next();
+      if (step.done === true) return;
+      yield step.value;
+    }
   }
 
   async getRange(hashLike: HashLike, offset: number, length: number, options?: AbortOptions): Promise<Uint8Array> {
@@ -319,6 +375,7 @@ export class PackedStore implements Store {
     // A packed blob is at most maxObjectBytes: reading and verifying it whole is bounded, and lets the range be checked.
     const packedBytes = await this.#getPacked(hash, signal);
     if (packedBytes !== undefined) return sliceRange(packedBytes, offset, length);
+    if (this.#large !== undefined) return this.#sealedLarge(hash, () => this.#large!.getRange(hash, offset, length, options));
     try {
       return await this.#inner.getRange(hash, offset, length, options);
     } catch (error) {
@@ -334,7 +391,8 @@ export class PackedStore implements Store {
     this.#open(options?.signal);
     const hash = toHash(hashLike);
     await this.#ready(options?.signal);
-    return this.#catalog.has(hash) || this.#inner.has(hash, options);
+    // Encrypted: nothing of the user's is loose in the inner store; the catalog knows every object.
+    return this.#catalog.has(hash) || (this.#large === undefined && this.#inner.has(hash, options));
   }
 
   async hasMany(hashes: readonly HashLike[], options?: AbortOptions): Promise<boolean[]> {
@@ -343,7 +401,7 @@ export class PackedStore implements Store {
     await this.#ready(options?.signal);
     const out = parsed.map((h) => this.#catalog.has(h));
     const unknown = parsed.flatMap((h, i) => (out[i] ? [] : [i]));
-    if (unknown.length > 0) {
+    if (unknown.length > 0 && this.#large === undefined) {
       const loose = await this.#inner.hasMany(unknown.map((i) => parsed[i]!), options);
       unknown.forEach((i, j) => (out[i] = loose[j]!));
     }
@@ -370,7 +428,8 @@ export class PackedStore implements Store {
     const hash = toHash(hashLike);
     await this.#ready(signal);
     const removals = this.#catalog.locate(hash).map((l) => this.#removals.add({ pack: l.pack, hash }, 1));
-    const loose = this.#deleteLoose(hash, signal);
+    for (const record of this.#catalog.locateLarge(hash)) removals.push(this.#removals.add({ pack: record.object, hash }, 1));
+    const loose = this.#large === undefined ? this.#deleteLoose(hash, signal) : Promise.resolve();
     await raceAbort(Promise.all([...removals, loose]), signal);
   }
 
@@ -397,6 +456,7 @@ export class PackedStore implements Store {
       yielded.add(hash.toString());
       yield hash;
     }
+    if (this.#large !== undefined) return;
     for await (const hash of this.#inner.listObjects(options)) {
       if (this.#catalog.owns(hash) || yielded.has(hash.toString())) continue;
       yield hash;
@@ -416,10 +476,12 @@ export class PackedStore implements Store {
     this.#open(options.signal);
     await this.#ready(options.signal);
     await this.flush(options);
+    // Encrypted: loose inner objects are this layer's own (segments, ref bodies, keys), never a user's object to pack.
+    if (this.#large !== undefined) options = { ...options, loose: false };
     return repack(this.#inner, this.#catalog, {
       read: (location) => this.#readBlob(location, options.signal),
       write: async (blobs) => {
-        if (blobs.length > 0) await commitPack(this.#inner, this.#catalog, blobs.map(({ hash, bytes }) => ({ hash, rawLength: bytes.length, encoded: this.#codec.encode(bytes) })));
+        if (blobs.length > 0) await commitPack(this.#inner, this.#catalog, blobs.map(({ hash, bytes }) => ({ hash, rawLength: bytes.length, encoded: this.#codec.encode(bytes, hash) })));
       },
       maxPackBytes: this.#packBytes,
       maxObjectBytes: this.#maxObjectBytes,
@@ -427,6 +489,19 @@ export class PackedStore implements Store {
   }
 
   // ------------------------------------------------------------------ refs
+
+  /**
+   * Before the first ref call: a plain store over an encrypted remote would
+   * read a ref body's address as the ref's value, and an encrypted one over
+   * a plain remote would fail on every ref; both are refused first.
+   */
+  async #refsReady(signal: AbortSignal | undefined): Promise<void> {
+    this.#sideChecked ??= this.#catalog.verifyEncryption(signal);
+    this.#sideChecked.catch(() => {
+      this.#sideChecked = undefined;
+    });
+    await raceAbort(this.#sideChecked, signal);
+  }
 
   #userRef(name: string, operation: string): void {
     if (typeof name === 'string' && name.startsWith(RESERVED_REF_PREFIX)) {
@@ -436,37 +511,43 @@ export class PackedStore implements Store {
 
   async getRef(name: string, options?: AbortOptions): Promise<RefValue | undefined> {
     this.#open(options?.signal);
-    return this.#inner.getRef(name, options);
+    await this.#refsReady(options?.signal);
+    return this.#refs.getRef(name, options);
   }
 
   async setRef(name: string, hash: HashLike, options?: AbortOptions): Promise<RefValue> {
     this.#open(options?.signal);
     this.#userRef(name, 'setRef');
-    return this.#inner.setRef(name, hash, options);
+    await this.#refsReady(options?.signal);
+    return this.#refs.setRef(name, hash, options);
   }
 
   async deleteRef(name: string, options?: AbortOptions): Promise<void> {
     this.#open(options?.signal);
     this.#userRef(name, 'deleteRef');
-    return this.#inner.deleteRef(name, options);
+    await this.#refsReady(options?.signal);
+    return this.#refs.deleteRef(name, options);
   }
 
   async compareAndSwap(name: string, expected: HashLike | null, next: HashLike | null, options?: AbortOptions): Promise<CasResult> {
     this.#open(options?.signal);
     this.#userRef(name, 'compareAndSwap');
-    return this.#inner.compareAndSwap(name, expected, next, options);
+    await this.#refsReady(options?.signal);
+    return this.#refs.compareAndSwap(name, expected, next, options);
   }
 
   async *listRefs(prefix?: string, options?: AbortOptions): AsyncIterable<RefEntry> {
     this.#open(options?.signal);
-    for await (const ref of this.#inner.listRefs(prefix, options)) {
+    await this.#refsReady(options?.signal);
+    for await (const ref of this.#refs.listRefs(prefix, options)) {
       if (!ref.name.startsWith(RESERVED_REF_PREFIX)) yield ref;
     }
   }
 
   async watchRef(name: string, listener: RefListener, options?: WatchOptions): Promise<void> {
     this.#open(options?.signal);
-    return this.#inner.watchRef(name, listener, options);
+    await this.#refsReady(options?.signal);
+    return this.#refs.watchRef(name, listener, options);
   }
 
   // ------------------------------------------------------------- lifecycle

@@ -24,7 +24,7 @@ export async function readBlob(inner: Store, codec: BlobCodec, location: Locatio
       { key: location.hash.toString() },
     );
   }
-  const bytes = codec.decode(stored, location.compression, location.rawLength, location.hash);
+  const bytes = codec.decode(stored, location);
   verifyBytes(location.hash, bytes);
   return bytes;
 }

@@ -20,7 +20,7 @@ import { throwIfAborted } from '../../abort.js';
 import { Hash, hashBytes } from '../../hash.js';
 import type { Store } from '../../store.js';
 import type { Catalog, Location } from './catalog.js';
-import { encodeRetirement, looksLikePackRecord, INDEX_REF_PREFIX, PACK_HEADER_BYTES, REMOVED_REF_PREFIX, RETIRED_REF_PREFIX } from './format.js';
+import { encodeRetirement, looksLikePackRecord, INDEX_REF_PREFIX, RETIRE_MAGIC, PACK_HEADER_BYTES, REMOVED_REF_PREFIX, RETIRED_REF_PREFIX } from './format.js';
 
 /** Options of {@link PackedStore.repack}. */
 export interface RepackOptions extends AbortOptions {
@@ -145,7 +145,7 @@ export async function repack(inner: Store, catalog: Catalog, io: RepackIo, optio
   }
   await io.write(batch);
   for (const index of candidates) {
-    const record = encodeRetirement({ pack: index.pack, retiredAtMs: now });
+    const record = catalog.sealer.sealRecord(RETIRE_MAGIC, encodeRetirement({ pack: index.pack, retiredAtMs: now }));
     const recordHash = hashBytes(record);
     await inner.put(record, { signal });
     const result = await inner.compareAndSwap(RETIRED_REF_PREFIX + index.pack.hex, null, recordHash, { signal });

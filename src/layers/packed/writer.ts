@@ -19,8 +19,10 @@ import type { EncodedBlob } from './codec.js';
 import {
   encodeIndex,
   encodeRemovals,
+  INDEX_MAGIC,
   INDEX_REF_PREFIX,
   MAX_PACK_BYTES,
+  REMOVAL_MAGIC,
   packHeader,
   PACK_HEADER_BYTES,
   REMOVED_REF_PREFIX,
@@ -46,7 +48,7 @@ export function buildPack(blobs: readonly PendingBlob[]): { bytes: Uint8Array; i
     // The same bytes put twice in one window go in once: an index names each hash at most once.
     if (seen.has(blob.hash.toString())) continue;
     seen.add(blob.hash.toString());
-    entries.push({ hash: blob.hash, compression: blob.encoded.compression, offset, storedLength: blob.encoded.bytes.length, rawLength: blob.rawLength });
+    entries.push({ hash: blob.hash, compression: blob.encoded.compression, cipher: blob.encoded.cipher, offset, storedLength: blob.encoded.bytes.length, rawLength: blob.rawLength });
     parts.push(blob.encoded.bytes);
     offset += blob.encoded.bytes.length;
   }
@@ -56,7 +58,7 @@ export function buildPack(blobs: readonly PendingBlob[]): { bytes: Uint8Array; i
 }
 
 /** Puts `bytes` into `inner` and checks the address it answers. */
-async function putExact(inner: Store, bytes: Uint8Array, expected: Hash): Promise<void> {
+export async function putExact(inner: Store, bytes: Uint8Array, expected: Hash): Promise<void> {
   const got = await inner.put(bytes);
   if (!got.equals(expected)) {
     throw new CorruptStoreError(`the inner store addressed a pack record as ${got.toString()}, expected ${expected.toString()}; it must address objects by sha256`, {
@@ -66,7 +68,7 @@ async function putExact(inner: Store, bytes: Uint8Array, expected: Hash): Promis
 }
 
 /** Creates a reserved ref naming `hash`; an existing ref naming the same hash is success (a retried publish). */
-async function publish(inner: Store, name: string, hash: Hash): Promise<void> {
+export async function publish(inner: Store, name: string, hash: Hash): Promise<void> {
   const result = await inner.compareAndSwap(name, null, hash);
   if (!result.ok && !result.current?.hash.equals(hash)) {
     throw new CorruptStoreError(`ref ${name} already names ${result.current?.hash.toString() ?? 'nothing'}, not ${hash.toString()}; delete that ref`, { ref: name });
@@ -76,7 +78,7 @@ async function publish(inner: Store, name: string, hash: Hash): Promise<void> {
 /** Stores a pack and its index and publishes the index; adds it to the catalog. Resolves once all are durable. */
 export async function commitPack(inner: Store, catalog: Catalog, blobs: readonly PendingBlob[]): Promise<PackIndex> {
   const { bytes, index } = buildPack(blobs);
-  const indexBytes = encodeIndex(index);
+  const indexBytes = catalog.sealer.sealRecord(INDEX_MAGIC, encodeIndex(index));
   const indexHash = hashBytes(indexBytes);
   await Promise.all([putExact(inner, bytes, index.pack), putExact(inner, indexBytes, indexHash)]);
   await publish(inner, INDEX_REF_PREFIX + indexHash.hex, indexHash);
@@ -88,7 +90,7 @@ export async function commitPack(inner: Store, catalog: Catalog, blobs: readonly
 /** Stores and publishes one removal record; adds it to the catalog. */
 export async function commitRemovals(inner: Store, catalog: Catalog, removals: readonly Removal[]): Promise<void> {
   if (removals.length === 0) return;
-  const bytes = encodeRemovals(removals);
+  const bytes = catalog.sealer.sealRecord(REMOVAL_MAGIC, encodeRemovals(removals));
   const hash = hashBytes(bytes);
   await putExact(inner, bytes, hash);
   await publish(inner, REMOVED_REF_PREFIX + hash.hex, hash);
