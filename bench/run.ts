@@ -14,6 +14,7 @@ const sections: Record<string, () => Promise<{ run(): Promise<void> }>> = {
   backup: () => import('./backup.js'),
   data: () => import('./data.js'),
   packs: () => import('./packs.js'),
+  crypto: () => import('./crypto.js'),
 };
 
 const wanted = process.argv.slice(2);
