@@ -143,8 +143,8 @@ export class SealedRefs implements RefSide {
       if (expected === null ? current !== undefined : current === undefined || !current.hash.equals(expected)) return { ok: false, current: currentValue };
       // One body per call: a retry after a lost answer must be the same write.
       body ??= next === null ? null : await this.#putBody(name, next, signal);
-      // Our body is unique to this write, so "the ref holds it" means this write landed, whoever answered.
-      const result = await settledCompareAndSwap(this.inner, name, current?.inner.hash ?? null, body, { signal, sameValueIsMine: true });
+      // Our body is unique to this write, so "the ref holds it" means this write landed, whoever answered (not so "the ref is absent", after a delete).
+      const result = await settledCompareAndSwap(this.inner, name, current?.inner.hash ?? null, body, { signal, sameValueIsMine: body !== null });
       if (result.ok) {
         this.#deleteBody(current?.inner.hash);
         return { ok: true, current: next === null || result.current === undefined ? undefined : { hash: next, version: result.current.version } };
