@@ -20,7 +20,7 @@ import { throwIfAborted } from '../../abort.js';
 import { Hash, hashBytes } from '../../hash.js';
 import type { Store } from '../../store.js';
 import type { Catalog, Location } from './catalog.js';
-import { encodeRetirement, looksLikePackRecord, INDEX_REF_PREFIX, RETIRE_MAGIC, PACK_HEADER_BYTES, REMOVED_REF_PREFIX, RETIRED_REF_PREFIX } from './format.js';
+import { encodeRetirement, looksLikePackRecord, INDEX_REF_PREFIX, LARGE_REF_PREFIX, RETIRE_MAGIC, PACK_HEADER_BYTES, REMOVED_REF_PREFIX, RETIRED_REF_PREFIX } from './format.js';
 
 /** Options of {@link PackedStore.repack}. */
 export interface RepackOptions extends AbortOptions {
@@ -56,6 +56,8 @@ export interface RepackReport {
   readonly recordsCollected: number;
   /** Loose objects moved into packs (with `loose`). */
   readonly looseMoved: number;
+  /** Deleted large objects of an encrypted store whose segments and record were removed. */
+  readonly largeCollected: number;
 }
 
 /** How repack reads and writes blobs: through the layer, so that reads are verified and writes published. */
@@ -100,7 +102,19 @@ export async function repack(inner: Store, catalog: Catalog, io: RepackIo, optio
     await ignoreMissing(inner.delete(retired.record, { signal }));
     packsCollected++;
   }
+  // Deleted large objects (encrypted stores): no grace needed, nothing moved them; ref first, so no reader finds a record without its object.
+  let largeCollected = 0;
+  for (const [recordHex, record] of [...catalog.largeRecords()]) {
+    throwIfAborted(signal);
+    if (!catalog.isRemoved(record.object, record.hash)) continue;
+    await inner.deleteRef(LARGE_REF_PREFIX + recordHex, { signal });
+    await ignoreMissing(inner.delete(record.object, { signal }));
+    await ignoreMissing(inner.delete(hashOfHex(recordHex), { signal }));
+    catalog.dropLarge(recordHex);
+    largeCollected++;
+  }
   const indexedPacks = new Set([...catalog.indexes().values()].map((i) => i.pack.hex));
+  for (const record of catalog.largeRecords().values()) indexedPacks.add(record.object.hex);
   for (const [recordHex, removals] of [...catalog.removalRecords()]) {
     if (removals.some((r) => indexedPacks.has(r.pack.hex))) continue;
     await inner.deleteRef(REMOVED_REF_PREFIX + recordHex, { signal });
@@ -152,7 +166,7 @@ export async function repack(inner: Store, catalog: Catalog, io: RepackIo, optio
     if (result.ok) catalog.addRetirement(index.pack, recordHash, now);
   }
   const looseMoved = options.loose === true ? await packLoose(inner, catalog, io, signal) : 0;
-  return { packsRetired: candidates.length, blobsCopied, bytesCopied, packsCollected, recordsCollected, looseMoved };
+  return { packsRetired: candidates.length, blobsCopied, bytesCopied, packsCollected, recordsCollected, looseMoved, largeCollected };
 }
 
 /** Moves small loose objects into packs; see {@link RepackOptions.loose}. */
