@@ -3,13 +3,16 @@
  * that writes small objects (put and putMany, some over the pack limit) and
  * points refs at them, until killed. Each acknowledged write is appended to
  * the ack file synchronously before the next starts.
- * Run: node packed-crash-child.mjs <innerDir> <ackFile> <seed>
+ * With a password, the remote is an encrypted one (made by the test) and
+ * the child unlocks it.
+ * Run: node packed-crash-child.mjs <innerDir> <ackFile> <seed> [password]
  */
 import { appendFileSync } from 'node:fs';
 import { openDiskStore } from '../../src/backends/disk.js';
+import { unlock } from '../../src/crypto/keys.js';
 import { packed } from '../../src/layers/packed/packed.js';
 
-const [innerDir, ackFile, seedText] = process.argv.slice(2) as [string, string, string];
+const [innerDir, ackFile, seedText, password] = process.argv.slice(2) as [string, string, string, string | undefined];
 let x = Number(seedText) * 2654435761 + 1;
 const random = (): number => {
   x ^= x << 13;
@@ -25,7 +28,9 @@ function payload(size: number): Uint8Array {
   return out;
 }
 
-const store = packed(await openDiskStore(innerDir), { packBytes: 32 * 1024, maxObjectBytes: 16 * 1024, lingerMs: 2 });
+const inner = await openDiskStore(innerDir);
+const encryption = password === undefined ? undefined : await unlock(inner, password);
+const store = packed(inner, { packBytes: 32 * 1024, maxObjectBytes: 16 * 1024, lingerMs: 2, encryption });
 await store.refresh();
 process.stdout.write('ready\n');
 const ack = (line: string): void => appendFileSync(ackFile, `${line}\n`);

@@ -1,6 +1,7 @@
 /**
- * Durability of the packed layer under SIGKILL: a child writes through
- * packed over a disk store and is killed at random moments, 20 times. After
+ * Durability of the packed layer under SIGKILL, plain and encrypted: a
+ * child writes through packed over a disk store and is killed at random
+ * moments, 20 times (12 encrypted). After
  * each kill, before any repair: every published index describes bytes
  * inside its pack, and every ref names an object that reads back. At the
  * end every acknowledged object reads back verified.
@@ -13,9 +14,12 @@ import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { openDiskStore } from '../../src/backends/disk.js';
+import { initEncryption, unlock } from '../../src/crypto/keys.js';
+import type { MasterKey } from '../../src/crypto/master-key.js';
 import { parseHash, type Store } from '../../src/index.js';
-import { decodeIndex, hashOfRefName, INDEX_REF_PREFIX } from '../../src/layers/packed/format.js';
+import { Cipher, decodeIndex, hashOfRefName, INDEX_MAGIC, INDEX_REF_PREFIX } from '../../src/layers/packed/format.js';
 import { packed } from '../../src/layers/packed/packed.js';
+import { encryptingSealer, plainSealer } from '../../src/layers/packed/sealing.js';
 
 const child = fileURLToPath(new URL('./packed-crash-child.ts', import.meta.url));
 const ROUNDS = 20;
@@ -42,8 +46,8 @@ afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-async function runAndKill(seed: number, ms: number): Promise<void> {
-  const proc = spawn(process.execPath, [bundle, join(dir, 'inner'), join(dir, 'acks'), String(seed)], {
+async function runAndKill(name: string, seed: number, ms: number, password: string | undefined): Promise<void> {
+  const proc = spawn(process.execPath, [bundle, join(dir, name), join(dir, `${name}.acks`), String(seed), ...(password === undefined ? [] : [password])], {
     stdio: ['ignore', 'pipe', 'pipe'],
     // The bundle imports @bokuweb/zstd-wasm from the project's node_modules.
     env: { ...process.env, NODE_PATH: join(process.cwd(), 'node_modules') },
@@ -64,11 +68,13 @@ async function runAndKill(seed: number, ms: number): Promise<void> {
 }
 
 /** Every published index names bytes inside its pack, and the pack is there. */
-async function expectIndexesInsidePacks(inner: Store): Promise<number> {
+async function expectIndexesInsidePacks(inner: Store, master: MasterKey | undefined): Promise<number> {
   let count = 0;
+  const sealer = master === undefined ? plainSealer : encryptingSealer(master.keys());
   for await (const ref of inner.listRefs(INDEX_REF_PREFIX)) {
     expect(hashOfRefName(ref.name, INDEX_REF_PREFIX)?.equals(ref.hash)).toBe(true);
-    const index = decodeIndex(await inner.get(ref.hash), ref.hash, { maxObjectBytes: 16 * 1024, maxIndexBytes: 4 * 2 ** 20, cipher: 0 });
+    const plain = sealer.openRecord(INDEX_MAGIC, await inner.get(ref.hash), ref.hash);
+    const index = decodeIndex(plain, ref.hash, { maxObjectBytes: 16 * 1024, maxIndexBytes: 4 * 2 ** 20, cipher: master === undefined ? Cipher.none : Cipher.aes256gcm });
     const pack = await inner.get(index.pack);
     expect(pack.length, `pack ${index.pack.toString()}`).toBe(index.packLength);
     count++;
@@ -76,34 +82,48 @@ async function expectIndexesInsidePacks(inner: Store): Promise<number> {
   return count;
 }
 
-it(`crash test: ${ROUNDS} SIGKILLs of a packed writer lose no acknowledged object`, async () => {
-  let x = 4242;
-  const random = (): number => ((x = (x * 1103515245 + 12345) & 0x7fffffff), x / 0x7fffffff);
-  for (let round = 0; round < ROUNDS; round++) {
-    await runAndKill(round + 1, 30 + Math.floor(random() * 300));
-    const inner = await openDiskStore(join(dir, 'inner'));
+for (const mode of ['plain', 'encrypted'] as const) {
+  const rounds = mode === 'plain' ? ROUNDS : 12;
+  it(`crash test (${mode}): ${rounds} SIGKILLs of a packed writer lose no acknowledged object`, async () => {
+    const password = mode === 'encrypted' ? 'crash test password' : undefined;
+    const name = `inner-${mode}`;
+    let master: MasterKey | undefined;
+    if (password !== undefined) {
+      const fresh = await openDiskStore(join(dir, name));
+      master = await initEncryption(fresh, password, { kdf: { N: 2 ** 10 } });
+      await fresh.close();
+    }
+    let x = 4242;
+    const random = (): number => ((x = (x * 1103515245 + 12345) & 0x7fffffff), x / 0x7fffffff);
+    for (let round = 0; round < rounds; round++) {
+      await runAndKill(name, round + 1, 30 + Math.floor(random() * 300), password);
+      const inner = await openDiskStore(join(dir, name));
+      try {
+        await expectIndexesInsidePacks(inner, master);
+        const view = packed(inner, { encryption: master });
+        for await (const ref of view.listRefs()) expect((await view.get(ref.hash)).length, `ref ${ref.name}`).toBeGreaterThan(0);
+        await view.close();
+      } finally {
+        await inner.close().catch(() => undefined);
+      }
+    }
+    const acks = (await readFile(join(dir, `${name}.acks`), 'utf8')).split('\n').filter((l) => l !== '');
+    const objects = [...new Set(acks.filter((l) => l.startsWith('object ')).map((l) => l.slice(7)))].map(parseHash);
+    expect(objects.length).toBeGreaterThan(rounds * 4);
+    const innerForKey = await openDiskStore(join(dir, name));
+    const unlocked = password === undefined ? undefined : await unlock(innerForKey, password);
+    await innerForKey.close();
+    const store = packed(await openDiskStore(join(dir, name)), { encryption: unlocked });
     try {
-      await expectIndexesInsidePacks(inner);
-      const view = packed(inner);
-      for await (const ref of view.listRefs()) expect((await view.get(ref.hash)).length, `ref ${ref.name}`).toBeGreaterThan(0);
-      await view.close();
+      for (let i = 0; i < objects.length; i += 256) {
+        const slice = objects.slice(i, i + 256);
+        expect(await store.getMany(slice)).toHaveLength(slice.length);
+      }
+      const inner = await openDiskStore(join(dir, name));
+      expect(await expectIndexesInsidePacks(inner, master)).toBeGreaterThan(rounds);
+      await inner.close();
     } finally {
-      await inner.close().catch(() => undefined);
+      await store.close();
     }
-  }
-  const acks = (await readFile(join(dir, 'acks'), 'utf8')).split('\n').filter((l) => l !== '');
-  const objects = [...new Set(acks.filter((l) => l.startsWith('object ')).map((l) => l.slice(7)))].map(parseHash);
-  expect(objects.length).toBeGreaterThan(ROUNDS * 4);
-  const store = packed(await openDiskStore(join(dir, 'inner')));
-  try {
-    for (let i = 0; i < objects.length; i += 256) {
-      const slice = objects.slice(i, i + 256);
-      expect(await store.getMany(slice)).toHaveLength(slice.length);
-    }
-    const inner = await openDiskStore(join(dir, 'inner'));
-    expect(await expectIndexesInsidePacks(inner)).toBeGreaterThan(ROUNDS);
-    await inner.close();
-  } finally {
-    await store.close();
-  }
-}, 90_000);
+  }, 120_000);
+}
