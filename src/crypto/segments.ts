@@ -132,6 +132,9 @@ export function encryptSegments(
   options: EncryptSegmentsOptions = {},
 ): SegmentEncryption {
   checkKey(segmentKey);
+  if (source == null || typeof source !== 'object' || !(Symbol.asyncIterator in source || Symbol.iterator in source)) {
+    throw new InvalidArgumentError(`encryptSegments takes an (async) iterable of Uint8Array chunks, got ${source === null ? 'null' : typeof source}`);
+  }
   const segmentBytes = integerOption('encryptSegments', 'segmentBytes', options.segmentBytes, DEFAULT_SEGMENT_BYTES, 1, MAX_SEGMENT_BYTES);
   const salt = randomKey(SEGMENTS_SALT_BYTES);
   const key = deriveKey(segmentKey, 'object v1', salt);
