@@ -16,7 +16,13 @@ export const SEGMENTS_MAGIC = 'CAIRNSG1';
 export const SEGMENTS_SALT_BYTES = 32;
 /** Bytes of the header: magic, salt, segmentBytes. */
 export const SEGMENTS_HEADER_BYTES = SEGMENTS_MAGIC.length + SEGMENTS_SALT_BYTES + 4;
-/** Default plaintext bytes per segment (chosen with bench `crypto`). */
+/**
+ * Default plaintext bytes per segment: 1 MiB. Measured with bench `crypto`
+ * (2 shared cores, AES-NI): 64 KiB segments run at about half the speed of
+ * 1 MiB ones (a cipher object per segment), 4 MiB ones no faster, while
+ * memory per stream and the bytes a small range read must fetch and
+ * decrypt grow with the segment.
+ */
 export const DEFAULT_SEGMENT_BYTES = 2 ** 20;
 /** Largest `segmentBytes` accepted: memory use is about one segment each way. */
 export const MAX_SEGMENT_BYTES = 64 * 2 ** 20;
@@ -64,7 +70,8 @@ export function* sealSegment(key: Uint8Array, index: number, plain: Uint8Array, 
   cipher.setAAD(final ? AAD_FINAL : AAD_MIDDLE);
   const body = cipher.update(plain);
   cipher.final();
-  // The tag goes out as its own chunk: joining it to the body would copy every segment once more.
+  // The tag goes out as its own chunk: joining it to the body copies every segment once more into a
+  // fresh buffer, which measured 1.5 to 3x slower for 1 MiB segments (2 shared cores, 2026-12).
   if (body.length > 0) yield body;
   yield cipher.getAuthTag();
 }
