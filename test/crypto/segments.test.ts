@@ -316,6 +316,20 @@ describe('bad input', () => {
     }).rejects.toBeInstanceOf(AbortError);
   });
 
+  it('a signal fired mid-stream stops decryption after the segment in hand', async () => {
+    const plain = randomBytes(4 * S);
+    const { cipher, expect: e } = await encrypt(plain);
+    const controller = new AbortController();
+    const yielded: Uint8Array[] = [];
+    await expect(async () => {
+      for await (const part of decryptSegments(chunked(cipher, 16), key, e, { signal: controller.signal })) {
+        yielded.push(part);
+        controller.abort();
+      }
+    }).rejects.toBeInstanceOf(AbortError);
+    expect(Buffer.concat(yielded).equals(plain.subarray(0, S))).toBe(true);
+  });
+
   it('a consumer that stops early releases the cipher stream', async () => {
     const { cipher, expect: e } = await encrypt(randomBytes(3 * S));
     let closed = false;
