@@ -82,6 +82,24 @@ describe('encryptSegments / decryptSegments round trip', () => {
     expect(back.equals(plain)).toBe(true);
   });
 
+  it('a source that refills one buffer for every chunk is encrypted as the bytes it held at the time', async () => {
+    const buffer = new Uint8Array(2 * S + 36);
+    const expected: Buffer[] = [];
+    async function* refilled(): AsyncIterable<Uint8Array> {
+      for (let i = 0; i < 9; i++) {
+        buffer.fill(i + 1);
+        expected.push(Buffer.from(buffer));
+        yield buffer;
+      }
+    }
+    const encryption = encryptSegments(refilled(), key, { segmentBytes: S });
+    const parts: Uint8Array[] = [];
+    for await (const part of encryption.stream) parts.push(part);
+    const { plain: back, error } = await decrypt([Buffer.concat(parts)], { ...encryption.header(), plainLength: encryption.plainLength() });
+    expect(error).toBeUndefined();
+    expect(back.equals(Buffer.concat(expected))).toBe(true);
+  });
+
   it('the default segment size is 1 MiB, and 1 MiB - 1, 1 MiB, 1 MiB + 1 and one 64 MiB chunk round-trip', async () => {
     for (const size of [DEFAULT_SEGMENT_BYTES - 1, DEFAULT_SEGMENT_BYTES, DEFAULT_SEGMENT_BYTES + 1, 64 * 2 ** 20 + 5]) {
       const plain = randomBytes(size);
@@ -264,6 +282,7 @@ describe('bad input', () => {
       expect(() => encryptSegments([], key, { segmentBytes })).toThrow(InvalidArgumentError);
     }
     expect(() => encryptSegments([], new Uint8Array(16))).toThrow(/32-byte/);
+    expect(() => encryptSegments(42 as unknown as Iterable<Uint8Array>, key)).toThrow(/iterable of Uint8Array chunks, got number/);
     expect(() => cipherLength(-1, S)).toThrow(InvalidArgumentError);
     const { cipher, expect: e } = await encrypt(randomBytes(10));
     await expect(decrypt([cipher], { ...e, salt: new Uint8Array(8) })).resolves.toMatchObject({ error: expect.any(InvalidArgumentError) });
@@ -295,6 +314,20 @@ describe('bad input', () => {
     await expect(async () => {
       for await (const _ of decryptSegments([cipher], key, e, { signal: controller.signal }));
     }).rejects.toBeInstanceOf(AbortError);
+  });
+
+  it('a signal fired mid-stream stops decryption after the segment in hand', async () => {
+    const plain = randomBytes(4 * S);
+    const { cipher, expect: e } = await encrypt(plain);
+    const controller = new AbortController();
+    const yielded: Uint8Array[] = [];
+    await expect(async () => {
+      for await (const part of decryptSegments(chunked(cipher, 16), key, e, { signal: controller.signal })) {
+        yielded.push(part);
+        controller.abort();
+      }
+    }).rejects.toBeInstanceOf(AbortError);
+    expect(Buffer.concat(yielded).equals(plain.subarray(0, S))).toBe(true);
   });
 
   it('a consumer that stops early releases the cipher stream', async () => {
