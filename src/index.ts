@@ -52,6 +52,21 @@ export { cached, CachedStore, type CachedOptions, type CacheStats } from './laye
 export { readOnly, ReadOnlyStore } from './layers/read-only.js';
 export { ForwardingStore, type ForwardingOptions } from './layers/forwarding.js';
 export { packed, PackedStore, type PackedOptions } from './layers/packed/packed.js';
+export { MasterKey } from './crypto/master-key.js';
+export {
+  addKey,
+  changePassword,
+  initEncryption,
+  isEncrypted,
+  listKeys,
+  removeKey,
+  unlock,
+  type KeyInfo,
+  type NewKeyOptions,
+  type Password,
+  type ScryptParams,
+  type UnlockOptions,
+} from './crypto/keys.js';
 export { diskIndexCache, type IndexCache } from './layers/packed/index-cache.js';
 export type { RepackOptions, RepackReport } from './layers/packed/repack.js';
 export {
