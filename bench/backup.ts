@@ -1,9 +1,11 @@
 /**
  * The backup job, against the tool users would pick instead: `cairn snapshot
- * + push` of one generated tree to MinIO with packs (the default) and loose
- * (`CAIRN_PACKS=0`), beside `restic backup` of the same tree to the same
- * MinIO, in the same run. Every request of all three goes through one
- * counting proxy, which also counts the bytes they send.
+ * + push` of one generated tree to MinIO with packs (the default), packs
+ * encrypted (`init --encrypt`) and loose (`CAIRN_PACKS=0`), beside `restic
+ * backup` of the same tree to the same MinIO, in the same run; then a
+ * restore of it on a fresh local directory (`cairn init` + `cairn restore`,
+ * `restic restore`), checked byte for byte. Every request goes through one
+ * counting proxy, which also counts the bytes sent.
  *
  * restic is a bench tool only, never a dependency: it is looked up as
  * `$RESTIC_BIN`, then `~/.cache/cairn/restic-bin/restic`, then `restic` on
@@ -15,7 +17,7 @@
  * bytes (as cli.ts makes it), so compression gains nothing for either tool.
  */
 import { spawn } from 'node:child_process';
-import { access, mkdtemp, rm, stat } from 'node:fs/promises';
+import { access, mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startMinio } from '../test/support/servers.js';
@@ -80,17 +82,38 @@ export async function run(): Promise<void> {
       AWS_SECRET_ACCESS_KEY: server.secretAccessKey,
       AWS_REGION: server.region,
     };
-    const cairnJob = (name: string, packs: boolean) => async (): Promise<void> => {
-      const env: NodeJS.ProcessEnv = {
-        ...credentials,
-        CAIRN_DIR: join(work, `local-${name}`),
-        CAIRN_REMOTE: `s3://${server.bucket}/${name}/`,
-        CAIRN_S3_ENDPOINT: proxy.url,
-        CAIRN_PACKS: packs ? '1' : '0',
-      };
-      await cairn(['init'], env);
+    type Mode = 'packs' | 'encrypted' | 'loose';
+    const cairnEnv = (name: string, mode: Mode, local: string): NodeJS.ProcessEnv => ({
+      ...credentials,
+      CAIRN_DIR: join(work, local),
+      CAIRN_REMOTE: `s3://${server.bucket}/${name}/`,
+      CAIRN_S3_ENDPOINT: proxy.url,
+      CAIRN_PACKS: mode === 'loose' ? '0' : '1',
+      ...(mode === 'encrypted' ? { CAIRN_PASSWORD: 'bench-only' } : {}),
+    });
+    const initArgs = (mode: Mode): string[] => (mode === 'encrypted' ? ['init', '--encrypt'] : ['init']);
+    const cairnJob = (name: string, mode: Mode) => async (): Promise<void> => {
+      const env = cairnEnv(name, mode, `local-${name}`);
+      await cairn(initArgs(mode), env);
       await cairn(['snapshot', src, '--ref', 'snapshots/bench', '--json'], env);
       await cairn(['push', '--json'], env);
+    };
+    // A restore on a machine that has only the remote: a fresh local directory joins it and restores the snapshot.
+    const cairnRestore = (name: string, mode: Mode) => async (): Promise<void> => {
+      const env = cairnEnv(name, mode, `restore-${name}`);
+      await cairn(initArgs(mode), env);
+      await cairn(['pull', '--json'], env);
+      await cairn(['restore', 'snapshots/bench', join(work, `restored-${name}`)], env);
+    };
+    const sameTree = async (dir: string): Promise<boolean> => {
+      for (const file of files) {
+        const copy = join(dir, file.slice(src.length));
+        if (!(await readFile(file)).equals(await readFile(copy))) return false;
+      }
+      return true;
+    };
+    const cleanUp = async (...names: string[]): Promise<void> => {
+      for (const name of names) await rm(join(work, name), { recursive: true, force: true });
     };
     const rows: Row[] = [];
     const row = (run: string, m: { seconds: number; puts: number; requests: number; sentMiB: number }): Row => ({
@@ -103,11 +126,34 @@ export async function run(): Promise<void> {
       'MiB sent': m.sentMiB,
     });
     const byMethod = (): string => [...proxy.counts].map(([method, n]) => `${method} ${n}`).join(', ');
-    const packed = await measure(cairnJob('cairn-packed', true));
+    const restoreRows: Row[] = [];
+    const restoreRow = (run: string, m: { seconds: number; requests: number }, intact: boolean): Row => ({
+      run,
+      seconds: m.seconds,
+      'MiB/s': mib / m.seconds,
+      'requests, all kinds': m.requests,
+      'byte-identical': intact ? 'yes' : 'NO',
+    });
+    const packed = await measure(cairnJob('cairn-packed', 'packs'));
     console.log(`(requests by method after the packed backup: ${byMethod()})`);
     rows.push(row('cairn snapshot + push, packs (default)', packed));
-    const loose = await measure(cairnJob('cairn-loose', false));
+    await cleanUp('local-cairn-packed');
+    const packedRestore = await measure(cairnRestore('cairn-packed', 'packs'));
+    restoreRows.push(restoreRow('cairn init + pull + restore, packs', packedRestore, await sameTree(join(work, 'restored-cairn-packed'))));
+    await cleanUp('restore-cairn-packed', 'restored-cairn-packed');
+    const encrypted = await measure(cairnJob('cairn-encrypted', 'encrypted'));
+    rows.push(row('cairn snapshot + push, packs encrypted (init --encrypt)', encrypted));
+    await cleanUp('local-cairn-encrypted');
+    const encryptedRestore = await measure(cairnRestore('cairn-encrypted', 'encrypted'));
+    restoreRows.push(restoreRow('cairn init + pull + restore, encrypted', encryptedRestore, await sameTree(join(work, 'restored-cairn-encrypted'))));
+    await cleanUp('restore-cairn-encrypted', 'restored-cairn-encrypted');
+    const ratio = (a: number, b: number): string => `${(a / b).toFixed(2)}x`;
+    console.log(
+      `(encrypted vs plain packs, speed: push ${ratio(packed.seconds, encrypted.seconds)}, restore ${ratio(packedRestore.seconds, encryptedRestore.seconds)}; PUTs ${ratio(encrypted.puts, packed.puts)})`,
+    );
+    const loose = await measure(cairnJob('cairn-loose', 'loose'));
     rows.push(row('cairn snapshot + push, loose (CAIRN_PACKS=0)', loose));
+    await cleanUp('local-cairn-loose');
     if (restic === undefined) {
       rows.push({ run: 'restic backup: not found (see bench/backup.ts for how to build it)' });
     } else {
@@ -123,12 +169,16 @@ export async function run(): Promise<void> {
         await runTool(restic, ['backup', '--quiet', src], env);
       });
       rows.push(row('restic init + backup (always encrypted)', m));
-      const ratio = (a: number, b: number): string => `${(a / b).toFixed(2)}x`;
+      const target = join(work, 'restored-restic');
+      const r = await measure(() => runTool(restic, ['restore', 'latest', '--quiet', '--target', target], { ...env, RESTIC_CACHE_DIR: join(work, 'restic-cache-restore') }));
+      // restic restores the absolute source path under the target.
+      restoreRows.push(restoreRow('restic restore latest (always encrypted)', r, await sameTree(join(target, src))));
       console.log(
-        `(packed vs restic: time ${ratio(packed.seconds, m.seconds)}, PUTs ${ratio(packed.puts, m.puts)}; packed vs loose: time ${ratio(packed.seconds, loose.seconds)}, PUTs ${ratio(packed.puts, loose.puts)})`,
+        `(vs restic, time: packed ${ratio(packed.seconds, m.seconds)}, encrypted ${ratio(encrypted.seconds, m.seconds)}; restore: encrypted ${ratio(encryptedRestore.seconds, r.seconds)}; PUTs: encrypted ${ratio(encrypted.puts, m.puts)}; packed vs loose: time ${ratio(packed.seconds, loose.seconds)}, PUTs ${ratio(packed.puts, loose.puts)})`,
       );
     }
     printTable(`Backup job: ${Math.round(mib)} MiB, ${files.length.toLocaleString('en-US')} files, first backup to MinIO on loopback`, rows);
+    printTable(`Restore of the same snapshot on a fresh local directory (only the remote)`, restoreRows);
   } finally {
     await proxy.close();
     await server.stop();

@@ -48,7 +48,7 @@ try {
   console.log(`notes/latest -> ${new TextDecoder().decode(await reader.get(value!.hash))}`);
 
   await addKey(again, await unlock(again, 'correct horse battery staple'), 'a second password', { label: 'backup key' });
-  for (const key of await listKeys(again)) console.log(`key ${key.id} ${key.label ?? ''} (${key.kdf.name} N=${key.kdf.N})`);
+  for (const key of await listKeys(again)) console.log(`key ${key.id} ${key.label ?? ''} (${key.kdf?.name ?? "?"} N=${key.kdf?.N ?? "?"})`);
   await reader.close();
 } finally {
   await rm(work, { recursive: true, force: true });
