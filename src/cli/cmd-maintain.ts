@@ -19,7 +19,10 @@ import { EXIT, UsageError } from './exit-codes.js';
 import { formatBytes, formatCount } from './output.js';
 import { formatDuration, parseDuration } from './resolve.js';
 import { loadRemoteState, needsFullCheck, remoteKey, updateRemoteState } from './remote-state.js';
-import { configFlags, openLocal, openRemote, withStores } from './stores.js';
+import { configFlags, openLocal, withStores } from './stores.js';
+import { kdfOption } from './cmd-keys.js';
+import { initRemote } from './init-remote.js';
+import { keyRecordHashes } from '../crypto/keys.js';
 import { repairObjects } from './repair.js';
 import { sweepDeadRestores } from './restore-records.js';
 
@@ -34,32 +37,41 @@ const userRef = (name: string): boolean => !name.startsWith(RESERVED_PREFIX);
 export const init: Command = {
   name: 'init',
   summary: 'create the local store, optionally saving a remote',
-  usage: 'init [--remote URL] [--endpoint URL] [--region R] [--path-style]',
+  usage: 'init [--remote URL] [--encrypt] [--endpoint URL] [--region R] [--path-style]',
   description: [
     'Creates the local store directory (.cairn, or --dir / CAIRN_DIR). With --remote, checks that the',
     'remote can be opened (a file:// remote is created) and saves it, with its S3 options, in the',
     "local store's config.json. Running init again changes the saved remote. Credentials are never saved.",
+    'With --encrypt, the remote is encrypted: an empty remote gets a new master key and a first key opened',
+    'by the password (--password-file, CAIRN_PASSWORD, or a prompt asked twice); a remote that is already',
+    'encrypted is joined (its password is checked). A non-empty plain remote is refused (exit 2).',
   ].join('\n'),
+  options: {
+    encrypt: { type: 'boolean' },
+    'kdf-work': { type: 'string' },
+  },
+  optionHelp: {
+    encrypt: 'make (or join) an encrypted remote; needs packs',
+    'kdf-work': 'scrypt cost of the first key as log2(N), 10..22 (default 15, about 150 ms); lower only for tests',
+  },
   examples: [
     'cairn init --remote file:///srv/backups/cairn',
     'cairn init --remote s3://my-bucket/cairn/ --endpoint http://127.0.0.1:9000 --path-style',
+    'CAIRN_PASSWORD=... cairn init --encrypt --remote s3://my-bucket/private/',
   ],
   async run(ctx) {
     if (ctx.positionals.length > 0) throw new UsageError('init takes no arguments; give the remote with --remote URL');
-    const flags = configFlags(ctx);
+    const flags = { ...configFlags(ctx), encrypt: ctx.values.encrypt === true };
     const config = await resolveConfig(flags, ctx.env);
-    const remote = remoteFrom(flags, ctx.env, config.saved);
+    let remote = remoteFrom(flags, ctx.env, config.saved);
+    if (flags.encrypt && remote === undefined) throw new UsageError('--encrypt needs a remote: give it with --remote URL');
+    const kdf = kdfOption(ctx);
     // Check the remote before creating anything: a bad remote leaves the disk untouched.
     if (remote !== undefined) {
       const target = parseRemote(remote);
-      // Read-only when it exists: init only checks a remote, it never rewrites one (not even a damaged tail).
-      const { store } = await openRemote(target, { create: true, signal: ctx.signal, warn: (line) => ctx.out.warn(line) });
-      try {
-        await store.hasMany([], { signal: ctx.signal });
-        for await (const _ of store.listRefs('', { signal: ctx.signal })) break;
-      } finally {
-        await store.close();
-      }
+      if (target.encrypt === true && !target.packs) throw new UsageError('--encrypt needs packs: drop --no-packs (and CAIRN_PACKS=0)');
+      const encrypted = await initRemote(ctx, target, kdf);
+      remote = { ...remote, encrypt: encrypted || undefined };
     }
     const local = await openLocal(config, { create: true });
     let hasObjects = false;
@@ -271,6 +283,9 @@ export const gc: Command = {
       }
       // Objects waiting to be pushed, and the layered store's records of them, stay until pushed.
       const keep: Hash[] = [];
+      // The key records of an encrypted remote are named only by Cairn's own refs (.cairn/keys/): never garbage.
+      const keyRecords = onRemote && stores.remoteRaw !== undefined ? await keyRecordHashes(stores.remoteRaw, { signal: ctx.signal }) : [];
+      keep.push(...keyRecords);
       if (!onRemote) {
         const journal = new PendingJournal(stores.local);
         for await (const record of journal.records({ signal: ctx.signal })) {
@@ -297,8 +312,9 @@ export const gc: Command = {
       });
       ctx.out.done();
       // A packed remote keeps deleted objects' bytes in their packs until a repack rewrites the sparse ones.
-      // Small loose objects (pushed before packs) move into packs on the way.
-      const repacked = force && store instanceof PackedStore ? await store.repack({ graceMs, loose: true, signal: ctx.signal }) : undefined;
+      // Small loose objects (pushed before packs) move into packs on the way; not on an encrypted remote,
+      // whose only small loose objects are its key records, which must stay loose where unlock reads them.
+      const repacked = force && store instanceof PackedStore ? await store.repack({ graceMs, loose: keyRecords.length === 0, signal: ctx.signal }) : undefined;
       await mkdir(stores.config.dir, { recursive: true });
       await saveGcState(statePath, result.state);
       const where = onRemote ? 'remote' : 'local';

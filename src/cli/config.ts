@@ -5,7 +5,7 @@
  * then the default.
  *
  * The local directory (`.cairn/` by default) holds:
- * - `config.json`: `{ "version": 1, "remote": { "url", "endpoint"?, "region"?, "pathStyle"? } }`
+ * - `config.json`: `{ "version": 1, "remote": { "url", "endpoint"?, "region"?, "pathStyle"?, "packs"?, "encrypt"? } }`
  * - `store/`: the disk store itself;
  * - `gc-state.json`: when `cairn gc` first saw each unreachable object;
  * - `remote-state.json`: which remote holds every local object, and which one the last sync was with (`remote-state.ts`).
@@ -33,11 +33,19 @@ export interface RemoteConfig {
   readonly pathStyle?: boolean | undefined;
   /** Small objects go to the remote in packs (docs/packs.md); `false` writes them loose. Absent means true. */
   readonly packs?: boolean | undefined;
+  /**
+   * The remote is encrypted (`init --encrypt`): commands unlock it with a
+   * password. `false` (or absent, in a saved config): it is plain, and a
+   * remote that turns out to hold keys is refused. `undefined` for a remote
+   * given by flag or environment that `init` never saved: whether it is
+   * encrypted is looked up.
+   */
+  readonly encrypt?: boolean | undefined;
 }
 
 /** A parsed remote URL. */
 export type RemoteTarget =
-  | { readonly kind: 'file'; readonly path: string; readonly display: string; readonly packs: boolean }
+  | { readonly kind: 'file'; readonly path: string; readonly display: string; readonly packs: boolean; readonly encrypt: boolean | undefined }
   | {
       readonly kind: 's3';
       readonly bucket: string;
@@ -47,6 +55,7 @@ export type RemoteTarget =
       readonly pathStyle: boolean;
       readonly display: string;
       readonly packs: boolean;
+      readonly encrypt: boolean | undefined;
     };
 
 /** The saved `config.json`. */
@@ -74,6 +83,8 @@ export interface ConfigFlags {
   region?: string | undefined;
   'path-style'?: boolean | undefined;
   'no-packs'?: boolean | undefined;
+  /** `init --encrypt`. */
+  encrypt?: boolean | undefined;
 }
 
 export const CONFIG_FILE = 'config.json';
@@ -137,7 +148,7 @@ export function parseRemote(remote: RemoteConfig): RemoteTarget {
     } catch {
       throw new UsageError(`bad remote URL ${JSON.stringify(url)}: ${forms}`);
     }
-    return { kind: 'file', path, display: url, packs: remote.packs ?? true };
+    return { kind: 'file', path, display: url, packs: remote.packs ?? true, encrypt: remote.encrypt };
   }
   if (url.startsWith('s3://')) {
     const rest = url.slice('s3://'.length);
@@ -164,6 +175,7 @@ export function parseRemote(remote: RemoteConfig): RemoteTarget {
       pathStyle: remote.pathStyle ?? false,
       display: `s3://${bucket}/${prefix}${remote.endpoint !== undefined ? ` at ${remote.endpoint}` : ''}`,
       packs: remote.packs ?? true,
+      encrypt: remote.encrypt,
     };
   }
   if (isAbsolute(url)) return parseRemote({ ...remote, url: `file://${url}` });
@@ -197,5 +209,7 @@ export function remoteFrom(flags: ConfigFlags, env: NodeJS.ProcessEnv, saved: Sa
     region: flags.region ?? (env.CAIRN_S3_REGION || undefined) ?? base?.region ?? (env.AWS_REGION || undefined),
     pathStyle: flags['path-style'] ?? envFlag(env.CAIRN_S3_PATH_STYLE || env.CAIRN_S3_FORCE_PATH_STYLE) ?? base?.pathStyle,
     packs: (flags['no-packs'] === true ? false : undefined) ?? envFlag(env.CAIRN_PACKS) ?? base?.packs,
+    // A saved remote is plain unless init saved it encrypted; another one is looked at when opened.
+    encrypt: flags.encrypt === true ? true : base !== undefined ? (base.encrypt ?? false) : undefined,
   };
 }

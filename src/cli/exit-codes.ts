@@ -32,6 +32,13 @@ export const EXIT = {
    * `cairn status`.
    */
   outcomeUnknown: 8,
+  /**
+   * No key of the encrypted remote opens with the password given
+   * (`CAIRN_PASSWORD`, `--password-file` or the prompt). Nothing was read or
+   * changed. Its own code, so that a script can tell a bad password from
+   * bad usage or an unreachable remote.
+   */
+  wrongPassword: 9,
   /** Stopped by Ctrl-C (SIGINT) or SIGTERM; nothing was left half-written. */
   interrupted: 130,
 } as const;
@@ -50,7 +57,11 @@ export function exitCodeOf(error: unknown): number {
     case 'ERR_INVALID_HASH':
     case 'ERR_INVALID_REF_NAME':
     case 'ERR_INVALID_ARGUMENT':
+    // Encrypted and plain mixed: the command must be called differently (init --encrypt, another URL).
+    case 'ERR_ENCRYPTION_MISMATCH':
       return EXIT.usage;
+    case 'ERR_WRONG_PASSWORD':
+      return EXIT.wrongPassword;
     case 'ERR_NOT_FOUND':
       return EXIT.notFound;
     case 'ERR_CONFLICT':

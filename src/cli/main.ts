@@ -20,13 +20,14 @@ import { cat, has, put } from './cmd-objects.js';
 import { gc, init, verify } from './cmd-maintain.js';
 import { ref } from './cmd-refs.js';
 import { diff, restore, snapshot } from './cmd-snapshot.js';
+import { key } from './cmd-keys.js';
 import { pull, push, status, sync } from './cmd-sync.js';
 import { GLOBAL_HELP, GLOBAL_OPTIONS, type Command, type OptionSpecs } from './command.js';
 import { EXIT, exitCodeOf, oneLine, redactUrls, UsageError } from './exit-codes.js';
 import { Output } from './output.js';
 
 /** Every command, in the order `cairn --help` lists them. */
-export const COMMANDS: readonly Command[] = [init, snapshot, restore, diff, push, pull, sync, status, put, cat, has, ref, verify, gc];
+export const COMMANDS: readonly Command[] = [init, snapshot, restore, diff, push, pull, sync, status, put, cat, has, ref, key, verify, gc];
 
 function version(): string {
   try {
@@ -82,7 +83,7 @@ function mainHelp(): string {
     '',
     '"cairn <command> --help" shows each command\'s options and an example.',
     'Exit codes: 0 ok, 1 failed, 2 usage, 3 not found, 4 conflict, 5 corrupt data, 6 remote unreachable or access denied,',
-    '7 limit exceeded, 130 interrupted.',
+    '7 limit exceeded, 8 remote ref write outcome unknown, 9 wrong password, 130 interrupted.',
     '',
   ].join('\n');
 }

@@ -15,21 +15,30 @@
  * not even to drop a damaged tail. Only `verify --repair` opens it with
  * `repair`. A damaged ref log is one warning line on stderr.
  *
+ * An encrypted remote (one with keys under `.cairn/keys/`) is unlocked with
+ * the password (see `password.ts`) when it is opened, and its packed layer
+ * gets the master key. A remote whose saved config and keys disagree
+ * (saved encrypted, holds no keys; saved plain, holds keys) is an
+ * {@link EncryptionMismatchError}: plain and encrypted data are never mixed.
+ *
  * @module
  */
 import { access, readdir } from 'node:fs/promises';
 import { DiskStore, openDiskStore, type RecoveryReport } from '../backends/disk.js';
 import type { ForeignEntry } from '../backends/s3/config.js';
 import { cut } from '../snapshot/limits.js';
-import { NotFoundError } from '../errors.js';
+import { isEncrypted, unlock } from '../crypto/keys.js';
+import type { MasterKey } from '../crypto/master-key.js';
+import { EncryptionMismatchError, NotFoundError } from '../errors.js';
 import { join } from 'node:path';
 import { layered, type LayeredStore } from '../layers/layered.js';
 import { diskIndexCache } from '../layers/packed/index-cache.js';
-import { packed } from '../layers/packed/packed.js';
+import { packed, type PackedOptions } from '../layers/packed/packed.js';
 import type { Store } from '../store.js';
 import type { Context } from './command.js';
 import { resolveConfig, type ConfigFlags, type RemoteTarget, type ResolvedConfig } from './config.js';
 import { UsageError } from './exit-codes.js';
+import { currentPassword, type PasswordSource } from './password.js';
 import { updateRemoteState } from './remote-state.js';
 
 /** Where, in the local directory, the pack indexes read from the remote are kept. */
@@ -42,6 +51,8 @@ export interface Stores {
   readonly local: Store;
   /** The remote store, when one is configured. */
   readonly remote: Store | undefined;
+  /** The remote's backend store under its packed layer (where key records live), when one is configured. */
+  readonly remoteRaw: Store | undefined;
   /** Local layered over remote (reads fall through; writes are journaled for push), or local alone. */
   readonly main: Store;
   readonly layered: LayeredStore | undefined;
@@ -102,11 +113,15 @@ export interface OpenRemoteOptions {
   access?: RemoteAccess;
   /** Where warnings about the remote go (a damaged ref log, foreign S3 keys), one line each. */
   warn?: (line: string) => void;
+  /** Asked for the password when the remote is encrypted; without it, an encrypted remote is a usage error. */
+  password?: PasswordSource;
 }
 
 /** An opened remote, with what opening a `file://` one found damaged. */
 export interface OpenedRemote {
   readonly store: Store;
+  /** The backend store under the packed layer (`store` itself for a remote without packs). */
+  readonly raw: Store;
   readonly recovery: Readonly<RecoveryReport> | undefined;
 }
 
@@ -116,18 +131,51 @@ export interface OpenedRemote {
  * unless `access` says the command writes to it.
  */
 export async function openRemote(target: RemoteTarget, options: OpenRemoteOptions = {}): Promise<OpenedRemote> {
-  const store = await openRemoteStore(target, options);
+  const store = await openRawRemote(target, options);
   const recovery = store instanceof DiskStore ? store.recovery : undefined;
-  if (recovery?.refLogDamaged === true) {
-    options.warn?.(
-      `the ref log of remote ${target.display} is damaged: refs it may hide cannot be read; ` +
-        'run "cairn verify" to see where, and "cairn verify --repair" (with write access) to drop the damaged records',
-    );
+  let encryption: MasterKey | undefined;
+  try {
+    encryption = await remoteEncryption(store, target, options);
+  } catch (error) {
+    await store.close();
+    throw error;
   }
-  if (!target.packs) return { store, recovery };
+  if (!target.packs) return { store, raw: store, recovery };
   // Created on first use only: a command that fails on bad input leaves the local directory as it was.
   const indexCache = options.packIndexDir === undefined ? undefined : diskIndexCache(options.packIndexDir);
-  return { store: packed(store, { indexCache }), recovery };
+  // `encryption` is the packed layer's option for an encrypted remote (issue 14).
+  const packOptions: PackedOptions & { encryption?: MasterKey } = { indexCache, ...(encryption === undefined ? {} : { encryption }) };
+  return { store: packed(store, packOptions), raw: store, recovery };
+}
+
+/**
+ * The master key of an encrypted remote, unlocked with the password, or
+ * undefined for a plain one. Whether the remote is encrypted is what it
+ * holds (keys under `.cairn/keys/`); a saved config that says otherwise is
+ * an {@link EncryptionMismatchError}.
+ */
+export async function remoteEncryption(raw: Store, target: RemoteTarget, options: OpenRemoteOptions): Promise<MasterKey | undefined> {
+  const keyed = await isEncrypted(raw, { signal: options.signal });
+  if (!keyed) {
+    if (target.encrypt === true) {
+      throw new EncryptionMismatchError(
+        `remote ${target.display} was saved as encrypted, but it holds no keys: it is not an encrypted remote (or its keys were deleted); ` +
+          'nothing was read or written. Check the remote URL; to use it as a plain remote, run "cairn init" with that URL and without --encrypt',
+      );
+    }
+    return undefined;
+  }
+  if (target.encrypt === false) {
+    throw new EncryptionMismatchError(
+      `remote ${target.display} is encrypted, but this store saved it as plain; nothing was read or written. ` +
+        `To use it, run "cairn init --encrypt --remote ${target.display.split(' ')[0]}" and give its password`,
+    );
+  }
+  if (!target.packs) {
+    throw new EncryptionMismatchError(`remote ${target.display} is encrypted, and encryption needs packs: drop --no-packs (and CAIRN_PACKS=0)`);
+  }
+  if (options.password === undefined) throw new UsageError(`remote ${target.display} is encrypted: this command cannot unlock it`);
+  return unlock(raw, await options.password(`remote ${target.display}`), { signal: options.signal });
 }
 
 /** A foreign S3 entry as one line: the key escaped (no control characters reach the terminal) and cut. */
@@ -135,7 +183,24 @@ export function foreignLine(entry: ForeignEntry): string {
   return `skipped ${entry.kind === 'ref' ? 'a ref' : 'an object key'} another tool wrote: ${cut(JSON.stringify(entry.key))} (${entry.reason})`;
 }
 
-async function openRemoteStore(target: RemoteTarget, options: OpenRemoteOptions): Promise<Store> {
+/**
+ * Opens the backend store a target names, with no packed layer: a disk
+ * store for `file://` (created only with `create`; read-only unless
+ * `access` says the command writes), an S3 store for `s3://`. A damaged
+ * ref log is one warning.
+ */
+export async function openRawRemote(target: RemoteTarget, options: OpenRemoteOptions = {}): Promise<Store> {
+  const store = await openBackend(target, options);
+  if (store instanceof DiskStore && store.recovery.refLogDamaged) {
+    options.warn?.(
+      `the ref log of remote ${target.display} is damaged: refs it may hide cannot be read; ` +
+        'run "cairn verify" to see where, and "cairn verify --repair" (with write access) to drop the damaged records',
+    );
+  }
+  return store;
+}
+
+async function openBackend(target: RemoteTarget, options: OpenRemoteOptions): Promise<Store> {
   if (target.kind === 'file') {
     const entries = await readdir(target.path).catch(() => undefined);
     if (entries === undefined && options.create !== true) {
@@ -177,6 +242,7 @@ export async function withStores<T>(ctx: Context, needs: StoreNeeds, fn: (stores
   }
   const local = await openLocal(config);
   let remote: Store | undefined;
+  let remoteRaw: Store | undefined;
   let remoteRecovery: Readonly<RecoveryReport> | undefined;
   try {
     // Objects written with no remote are journaled nowhere: no remote can be assumed to hold them all any more.
@@ -187,8 +253,10 @@ export async function withStores<T>(ctx: Context, needs: StoreNeeds, fn: (stores
         packIndexDir: join(config.dir, PACK_INDEX_SUBDIR),
         access: needs.remote ?? 'read',
         warn: (line) => ctx.out.warn(line),
+        password: currentPassword(ctx),
       });
       remote = opened.store;
+      remoteRaw = opened.raw;
       remoteRecovery = opened.recovery;
     }
   } catch (error) {
@@ -202,7 +270,7 @@ export async function withStores<T>(ctx: Context, needs: StoreNeeds, fn: (stores
   const uploads = config.remote?.packs === true ? { batchSize: 4096, maxBatchBytes: 4 * 2 ** 20, checkRemoteMinBytes: 2 ** 20 + 1 } : {};
   const stack = remote === undefined ? undefined : layered({ upper: local, lower: remote, uploadOnWrite: false, ...uploads });
   try {
-    return await fn({ config, local, remote, main: stack ?? local, layered: stack, remoteRecovery });
+    return await fn({ config, local, remote, remoteRaw, main: stack ?? local, layered: stack, remoteRecovery });
   } finally {
     // Closing the layered store closes both stores, after its journal removals have finished.
     await Promise.allSettled(stack === undefined ? [local.close()] : [stack.close({ upload: false })]);

@@ -172,6 +172,20 @@ export async function isEncrypted(store: Store, options: AbortOptions = {}): Pro
  * ```
  */
 export async function unlock(store: Store, password: Password, options: UnlockOptions = {}): Promise<MasterKey> {
+  return (await unlockKey(store, password, options)).master;
+}
+
+/**
+ * {@link unlock}, also telling which key opened: for a caller that acts on
+ * "the key I unlocked with" (`cairn key passwd` with no id).
+ *
+ * @example
+ * ```ts
+ * const { master, keyId } = await unlockKey(rawStore, password);
+ * await changePassword(rawStore, master, keyId, 'new password');
+ * ```
+ */
+export async function unlockKey(store: Store, password: Password, options: UnlockOptions = {}): Promise<{ master: MasterKey; keyId: string }> {
   const bytes = passwordBytes(password, false);
   const signal = options.signal;
   let keys = await loadKeys(store, signal);
@@ -188,7 +202,7 @@ export async function unlock(store: Store, password: Password, options: UnlockOp
     tried++;
     const master = await openRecord(key.record, bytes);
     throwIfAborted(signal);
-    if (master !== undefined) return master;
+    if (master !== undefined) return { master, keyId: key.id };
   }
   const damaged = keys.filter((k) => k.problem !== undefined).map((k) => `key ${k.id}: ${k.problem}`);
   if (tried === 0) throw new CorruptStoreError(`no key record of this store can be used: ${damaged.join('; ')}`);
