@@ -8,14 +8,14 @@
  *
  * @module
  */
-import { initEncryption, isEncrypted, unlock, type ScryptParams } from '../crypto/keys.js';
+import { initEncryption, unlock, type ScryptParams } from '../crypto/keys.js';
 import type { MasterKey } from '../crypto/master-key.js';
 import { EncryptionMismatchError } from '../errors.js';
 import { packed, type PackedOptions } from '../layers/packed/packed.js';
 import type { Context } from './command.js';
 import type { RemoteTarget } from './config.js';
 import { currentPassword, newPassword } from './password.js';
-import { openRawRemote } from './stores.js';
+import { openRawRemote, remoteHasKeys } from './stores.js';
 
 /**
  * Checks (and with `target.encrypt`, encrypts or joins) the remote; resolves
@@ -33,7 +33,7 @@ export async function initRemote(ctx: Context, target: RemoteTarget, kdf: Partia
   const raw = await openRawRemote(target, { create: true, signal, access: encrypt ? 'write' : 'read', warn: (line) => ctx.out.warn(line) });
   let master: MasterKey | undefined;
   try {
-    const keyed = await isEncrypted(raw, { signal });
+    const keyed = await remoteHasKeys(raw, target, signal);
     if (keyed && !encrypt) {
       throw new EncryptionMismatchError(
         `remote ${target.display} is encrypted; nothing was changed. To use it, run "cairn init --encrypt --remote ${target.display.split(' ')[0]}" and give its password`,

@@ -29,7 +29,7 @@ import type { ForeignEntry } from '../backends/s3/config.js';
 import { cut } from '../snapshot/limits.js';
 import { isEncrypted, unlock } from '../crypto/keys.js';
 import type { MasterKey } from '../crypto/master-key.js';
-import { EncryptionMismatchError, NotFoundError } from '../errors.js';
+import { EncryptionMismatchError, isCairnError, NotFoundError } from '../errors.js';
 import { join } from 'node:path';
 import { layered, type LayeredStore } from '../layers/layered.js';
 import { diskIndexCache } from '../layers/packed/index-cache.js';
@@ -149,13 +149,29 @@ export async function openRemote(target: RemoteTarget, options: OpenRemoteOption
 }
 
 /**
+ * Whether the remote has keys. A damaged ref log (already warned about)
+ * hides which refs exist: a remote not saved as encrypted is then taken as
+ * plain, so that commands that never read the damaged refs still work (and
+ * `verify` can report the damage); one saved as encrypted needs its keys,
+ * and the error stands.
+ */
+export async function remoteHasKeys(raw: Store, target: RemoteTarget, signal: AbortSignal | undefined): Promise<boolean> {
+  try {
+    return await isEncrypted(raw, { signal });
+  } catch (error) {
+    if (target.encrypt === true || !isCairnError(error, 'ERR_CORRUPT_STORE')) throw error;
+    return false;
+  }
+}
+
+/**
  * The master key of an encrypted remote, unlocked with the password, or
  * undefined for a plain one. Whether the remote is encrypted is what it
  * holds (keys under `.cairn/keys/`); a saved config that says otherwise is
  * an {@link EncryptionMismatchError}.
  */
 export async function remoteEncryption(raw: Store, target: RemoteTarget, options: OpenRemoteOptions): Promise<MasterKey | undefined> {
-  const keyed = await isEncrypted(raw, { signal: options.signal });
+  const keyed = await remoteHasKeys(raw, target, options.signal);
   if (!keyed) {
     if (target.encrypt === true) {
       throw new EncryptionMismatchError(
