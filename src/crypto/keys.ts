@@ -249,8 +249,9 @@ export async function addKey(store: Store, master: MasterKey, password: Password
 }
 
 /**
- * Removes key `id`: its ref, then its record (so its password no longer
- * opens this store's copy of the master key). Refuses, with
+ * Removes key `id`: its record, then its ref (so its password no longer
+ * opens this store's copy of the master key, even if the removal is cut
+ * short). Refuses, with
  * {@link ConflictError} and changing nothing, to remove the last intact key,
  * which would lock everyone out of the data for good; removing the key you
  * unlocked with is allowed while another exists. A damaged record can
@@ -428,13 +429,16 @@ function safeHostname(): string | undefined {
 /** Removes a key's ref (only if it still names `hash`), then its record object. */
 async function withdraw(store: Store, id: string, hash: Hash, signal: AbortSignal | undefined): Promise<void> {
   const name = KEY_REF_PREFIX + id;
+  // The record first: once it is gone the password opens nothing, whatever happens next. A crash before the
+  // ref goes leaves a ref to a missing record, listed as damaged and opening nothing (a record left without
+  // its ref would be worse: nothing lists it, and it would still open with the old password).
+  await store.delete(hash, { signal });
   if (store.capabilities.conditionalDelete) {
     const result = await store.compareAndSwap(name, hash, null, { signal });
     if (!result.ok && result.current !== undefined) throw new ConflictError(`key ${id} changed while it was being removed; list the keys and try again`, { ref: name });
   } else {
     await store.deleteRef(name, { signal });
   }
-  await store.delete(hash, { signal });
 }
 
 function info(key: Pick<LoadedKey, 'id' | 'record' | 'problem'>): KeyInfo {

@@ -20,16 +20,13 @@ const store = await openDiskStore(dir);
 let { master, keyId } = await unlockKey(store, 'A');
 
 if (mode === 'between') {
-  // The old key's removal is the only swap to null: die right before it.
+  // The old key's removal starts with the only object delete (its record): die right before it.
   const dying = new Proxy(store, {
     get(target, prop, receiver) {
-      if (prop === 'compareAndSwap') {
-        return async (name: string, expected: unknown, next: unknown, options: unknown) => {
-          if (next === null) {
-            process.kill(process.pid, 'SIGKILL');
-            await new Promise(() => undefined);
-          }
-          return (target.compareAndSwap as (...a: unknown[]) => unknown)(name, expected, next, options);
+      if (prop === 'delete') {
+        return async () => {
+          process.kill(process.pid, 'SIGKILL');
+          await new Promise(() => undefined);
         };
       }
       const value = Reflect.get(target, prop, receiver) as unknown;
