@@ -11,7 +11,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { s3Store } from '../../src/backends/s3.js';
 import { UnsupportedError, type Hash, type S3Store } from '../../src/index.js';
 import { disposeStore, minioEnv, primaryServer, storeOptions, uniquePrefix } from '../support/s3.js';
-import { lossyProxy, strippingProxy } from './s3/proxies.js';
+import { dropFirstTryOfEachCondition, lossyProxy, strippingProxy } from './s3/proxies.js';
 
 const server = primaryServer();
 // The proxies speak plain HTTP: against an https endpoint (real AWS) those cases are skipped, saying why.
@@ -91,17 +91,11 @@ describe(`S3 refs under concurrency (${server.kind})`, () => {
       const hashes = await direct.putMany(Array.from({ length: 51 }, (_, i) => encoder.encode(`lossy ${i}`)));
       const other = await direct.put(encoder.encode('written by someone else'));
       await direct.setRef('heads/lossy', hashes[0]!);
-      const conditions = new Set<string>();
       let interfere = false;
       const proxy = await lossyProxy(server.endpoint, {
         watch: (head) => head.startsWith('PUT ') && head.includes(`/${prefix}refs/`),
         // The first write conditioned on each ETag (each swap's first try) loses its answer; retries get through.
-        drop: (head) => {
-          const condition = /\r\nif-match: *([^\r\n]*)/i.exec(head)?.[1] ?? 'none';
-          if (conditions.has(condition)) return false;
-          conditions.add(condition);
-          return true;
-        },
+        drop: dropFirstTryOfEachCondition(),
         // Every third lost answer, another writer moves the ref on before the writer rereads it.
         onDrop: async () => {
           if (interfere) await interferer.setRef('heads/lossy', other);

@@ -3,11 +3,11 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { build } from 'esbuild';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { openDiskStore } from '../../src/backends/disk.js';
 import { parseHash, type Hash, type Store } from '../../src/index.js';
 import { layered } from '../../src/layers/layered.js';
+import { bundleScript } from '../support/bundle.js';
 
 const child = fileURLToPath(new URL('./crash-child.ts', import.meta.url));
 const ROUNDS = 30;
@@ -19,17 +19,7 @@ beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'cairn-layered-crash-'));
   // Bundled once, so that each of the 30 children starts as plain Node rather than through a TypeScript loader.
   bundle = join(dir, 'crash-child.mjs');
-  await build({
-    entryPoints: [child],
-    bundle: true,
-    platform: 'node',
-    format: 'esm',
-    target: 'node20',
-    outfile: bundle,
-    logLevel: 'error',
-    // Bundled CommonJS dependencies call require(); give the ESM bundle one.
-    banner: { js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);" },
-  });
+  await bundleScript(child, bundle);
 });
 afterAll(async () => {
   await rm(dir, { recursive: true, force: true });

@@ -11,7 +11,6 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { build } from 'esbuild';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { openDiskStore } from '../../src/backends/disk.js';
 import { initEncryption, unlock } from '../../src/crypto/keys.js';
@@ -20,6 +19,7 @@ import { parseHash, type Store } from '../../src/index.js';
 import { Cipher, decodeIndex, hashOfRefName, INDEX_MAGIC, INDEX_REF_PREFIX } from '../../src/layers/packed/format.js';
 import { packed } from '../../src/layers/packed/packed.js';
 import { encryptingSealer, plainSealer } from '../../src/layers/packed/sealing.js';
+import { bundleScript } from '../support/bundle.js';
 
 const child = fileURLToPath(new URL('./packed-crash-child.ts', import.meta.url));
 const ROUNDS = 20;
@@ -29,18 +29,8 @@ let bundle: string;
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'cairn-packed-crash-'));
   bundle = join(dir, 'child.mjs');
-  await build({
-    entryPoints: [child],
-    bundle: true,
-    platform: 'node',
-    format: 'esm',
-    target: 'node20',
-    outfile: bundle,
-    logLevel: 'error',
-    // The zstd WebAssembly file is found next to its package, so the package stays outside the bundle.
-    external: ['@bokuweb/zstd-wasm'],
-    banner: { js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);" },
-  });
+  // The zstd WebAssembly file is found next to its package, so the package stays outside the bundle.
+  await bundleScript(child, bundle, { external: ['@bokuweb/zstd-wasm'] });
 });
 afterAll(async () => {
   await rm(dir, { recursive: true, force: true });

@@ -22,6 +22,7 @@ import {
   type Store,
 } from '../../src/index.js';
 import { packed, type PackedOptions } from '../../src/layers/packed/packed.js';
+import { noise } from '../support/bytes.js';
 import { wrap } from './faulty-store.js';
 
 const small: PackedOptions = { packBytes: 64 * 1024, maxObjectBytes: 64 * 1024, lingerMs: 2 };
@@ -29,17 +30,6 @@ const kdf = { N: 2 ** 10 };
 const PASSWORD = 'test password';
 const text = (s: string): Uint8Array => new TextEncoder().encode(s);
 
-function noise(seed: number, size: number): Uint8Array {
-  const out = new Uint8Array(size);
-  let x = seed * 2654435761 + 7;
-  for (let j = 0; j < size; j++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    out[j] = x & 0xff;
-  }
-  return out;
-}
 
 /** A memory store whose objects can be made to read as other bytes (a remote that lies or was damaged). */
 function lyingRemote(inner: Store = memoryStore()) {

@@ -18,6 +18,7 @@ import {
 } from '../../src/index.js';
 import { Compression, encodeIndex, INDEX_REF_PREFIX, type IndexEntry } from '../../src/layers/packed/format.js';
 import { packed, type PackedOptions } from '../../src/layers/packed/packed.js';
+import { noise } from '../support/bytes.js';
 import { wrap } from './faulty-store.js';
 
 const METHODS = ['put', 'get', 'getRange', 'has', 'delete', 'putMany', 'getMany', 'hasMany', 'getRef', 'setRef', 'deleteRef', 'compareAndSwap', 'listRefs', 'listObjects'] as const;
@@ -48,17 +49,6 @@ function remote(inner: Store = memoryStore()) {
 const small: PackedOptions = { packBytes: 64 * 1024, maxObjectBytes: 64 * 1024, lingerMs: 2 };
 const text = (s: string): Uint8Array => new TextEncoder().encode(s);
 const compressible = (i: number, size = 4096): Uint8Array => text(`object ${i} `.repeat(Math.ceil(size / 8)).slice(0, size));
-function noise(i: number, size: number): Uint8Array {
-  const out = new Uint8Array(size);
-  let x = i * 2654435761 + 7;
-  for (let j = 0; j < size; j++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    out[j] = x & 0xff;
-  }
-  return out;
-}
 
 async function packsIn(inner: Store): Promise<{ hash: Hash; bytes: Uint8Array }[]> {
   const out = [];

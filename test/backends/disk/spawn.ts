@@ -9,7 +9,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { build } from 'esbuild';
+import { bundleScript } from '../../support/bundle.js';
 
 export interface BundledChild {
   /** Starts the child with these arguments; stdout is piped. */
@@ -20,17 +20,7 @@ export interface BundledChild {
 export async function bundleChild(): Promise<BundledChild> {
   const dir = await mkdtemp(join(tmpdir(), 'cairn-child-'));
   const outfile = join(dir, 'child.mjs');
-  await build({
-    entryPoints: [fileURLToPath(new URL('./child.ts', import.meta.url))],
-    bundle: true,
-    platform: 'node',
-    format: 'esm',
-    target: 'node20',
-    outfile,
-    logLevel: 'error',
-    // Bundled CommonJS dependencies call require(); give the ESM bundle one.
-    banner: { js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);" },
-  });
+  await bundleScript(fileURLToPath(new URL('./child.ts', import.meta.url)), outfile);
   return {
     start: (args) => spawn(process.execPath, [outfile, ...args], { stdio: ['ignore', 'pipe', 'pipe'] }),
     dispose: () => rm(dir, { recursive: true, force: true }),

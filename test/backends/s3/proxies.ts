@@ -38,6 +38,20 @@ export interface LossyOptions {
   onDrop?(): Promise<void>;
 }
 
+/**
+ * A `drop` rule: the first write conditioned on each ETag (each swap's
+ * first try) loses its answer; its retries get through.
+ */
+export function dropFirstTryOfEachCondition(): (head: string) => boolean {
+  const conditions = new Set<string>();
+  return (head) => {
+    const condition = /\r\nif-match: *([^\r\n]*)/i.exec(head)?.[1] ?? 'none';
+    if (conditions.has(condition)) return false;
+    conditions.add(condition);
+    return true;
+  };
+}
+
 function listen(server: { listen(port: number, host: string, cb: () => void): unknown; address(): unknown }): Promise<number> {
   return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve((server.address() as AddressInfo).port)));
 }
