@@ -90,7 +90,7 @@ export async function run(): Promise<void> {
       ['memory', true, () => { const m = memoryStore(); return async () => m; }],
       ['disk (native log, fdatasync per batch)', true, (writers) => { const d = join(dir, `n${writers}`); return () => openDiskStore(d); }],
       ['disk (generic ref layout)', false, (writers) => { const d = join(dir, `g${writers}`); return () => openDiskStore(d); }],
-      ['redis (native script)', true, (writers) => { const p = `bench${writers}-${++prefix}:`; return () => openRedisStore({ url: redis.url, keyPrefix: p }); }],
+      ['redis (native XADD)', true, (writers) => { const p = `bench${writers}-${++prefix}:`; return () => openRedisStore({ url: redis.url, keyPrefix: p }); }],
       ['redis (generic ref layout)', false, (writers) => { const p = `bench${writers}-${++prefix}:`; return () => openRedisStore({ url: redis.url, keyPrefix: p }); }],
     ];
     const rows: Row[] = [];
