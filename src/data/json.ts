@@ -45,42 +45,55 @@ export function assertJsonValue(value: unknown, what: string): asserts value is 
   }
 }
 
-function jsonProblem(value: unknown, path: string, ancestors: Set<object>, depth: number): string | undefined {
+/**
+ * Where a part sits in the value (`event.items[2].name`), kept as links and
+ * written out only for a message: most values have no problem.
+ */
+type Path = string | { readonly parent: Path; readonly key: string | number };
+
+function shown(path: Path): string {
+  if (typeof path === 'string') return path;
+  const { parent, key } = path;
+  if (typeof key === 'number') return `${shown(parent)}[${key}]`;
+  return `${shown(parent)}${/^[A-Za-z_$][\w$]*$/.test(key) ? `.${key}` : `[${JSON.stringify(key)}]`}`;
+}
+
+function jsonProblem(value: unknown, path: Path, ancestors: Set<object>, depth: number): string | undefined {
   switch (typeof value) {
     case 'string':
     case 'boolean':
       return undefined;
     case 'number':
-      return Number.isFinite(value) ? undefined : `${path} is ${String(value)}, which JSON cannot represent`;
+      return Number.isFinite(value) ? undefined : `${shown(path)} is ${String(value)}, which JSON cannot represent`;
     case 'undefined':
-      return `${path} is undefined`;
+      return `${shown(path)} is undefined`;
     case 'function':
-      return `${path} is a function`;
+      return `${shown(path)} is a function`;
     case 'bigint':
-      return `${path} is a BigInt (convert it to a string or number)`;
+      return `${shown(path)} is a BigInt (convert it to a string or number)`;
     case 'symbol':
-      return `${path} is a symbol`;
+      return `${shown(path)} is a symbol`;
     default:
       break;
   }
   if (value === null) return undefined;
   const object = value as object;
-  if (depth >= MAX_JSON_DEPTH) return `${path} is nested more than ${MAX_JSON_DEPTH} levels deep`;
-  if (ancestors.has(object)) return `${path} refers back to one of its parents (a cycle)`;
+  if (depth >= MAX_JSON_DEPTH) return `${shown(path)} is nested more than ${MAX_JSON_DEPTH} levels deep`;
+  if (ancestors.has(object)) return `${shown(path)} refers back to one of its parents (a cycle)`;
   ancestors.add(object);
   try {
     if (Array.isArray(object)) return arrayProblem(object, path, ancestors, depth);
     const proto = Object.getPrototypeOf(object) as unknown;
     if (proto !== Object.prototype && proto !== null) {
       const kind = (object as { constructor?: { name?: unknown } }).constructor?.name;
-      return `${path} is a ${typeof kind === 'string' && kind !== '' ? kind : 'non-plain object'}, not a plain object`;
+      return `${shown(path)} is a ${typeof kind === 'string' && kind !== '' ? kind : 'non-plain object'}, not a plain object`;
     }
-    if (Object.getOwnPropertySymbols(object).length > 0) return `${path} has symbol keys, which JSON drops`;
+    if (Object.getOwnPropertySymbols(object).length > 0) return `${shown(path)} has symbol keys, which JSON drops`;
     const descriptors = Object.getOwnPropertyDescriptors(object);
     for (const [key, descriptor] of Object.entries(descriptors)) {
-      const at = `${path}${/^[A-Za-z_$][\w$]*$/.test(key) ? `.${key}` : `[${JSON.stringify(key)}]`}`;
-      if (!descriptor.enumerable) return `${at} is not enumerable, so JSON drops it`;
-      if (descriptor.get !== undefined || descriptor.set !== undefined) return `${at} is a getter/setter`;
+      const at: Path = { parent: path, key };
+      if (!descriptor.enumerable) return `${shown(at)} is not enumerable, so JSON drops it`;
+      if (descriptor.get !== undefined || descriptor.set !== undefined) return `${shown(at)} is a getter/setter`;
       const problem = jsonProblem(descriptor.value, at, ancestors, depth + 1);
       if (problem !== undefined) return problem;
     }
@@ -90,14 +103,14 @@ function jsonProblem(value: unknown, path: string, ancestors: Set<object>, depth
   }
 }
 
-function arrayProblem(array: unknown[], path: string, ancestors: Set<object>, depth: number): string | undefined {
-  if (Object.getPrototypeOf(array) !== Array.prototype) return `${path} is an array subclass`;
+function arrayProblem(array: unknown[], path: Path, ancestors: Set<object>, depth: number): string | undefined {
+  if (Object.getPrototypeOf(array) !== Array.prototype) return `${shown(path)} is an array subclass`;
   const keys = Object.keys(array);
   if (keys.length !== array.length) {
-    return keys.length < array.length ? `${path} is a sparse array (holes read back as null)` : `${path} has non-index properties`;
+    return keys.length < array.length ? `${shown(path)} is a sparse array (holes read back as null)` : `${shown(path)} has non-index properties`;
   }
   for (let i = 0; i < array.length; i++) {
-    const problem = jsonProblem(array[i], `${path}[${i}]`, ancestors, depth + 1);
+    const problem = jsonProblem(array[i], { parent: path, key: i }, ancestors, depth + 1);
     if (problem !== undefined) return problem;
   }
   return undefined;

@@ -11,8 +11,9 @@
  *   store (S3, memory, any layer) and costs about 5 store calls an append.
  * - **Native**: a backend that offers a cheaper path (see
  *   `streams/native.ts`) keeps the stream its own way: Redis appends with
- *   one atomic script (one round trip), disk appends to a per-stream log
- *   with one fdatasync per batch of concurrent appends.
+ *   one XADD that numbers the event itself (one round trip, no script),
+ *   disk appends to a per-stream log with one fdatasync per batch of
+ *   concurrent appends.
  *
  * New streams take the backend's native layout when it has one (unless
  * {@link EventStreamsOptions.native} is false). A stream's layout is fixed
@@ -107,7 +108,10 @@ export class EventStreams {
   readonly #prefix: string;
   readonly #refs: RefStreams;
   readonly #native: NativeStreams | undefined;
+  /** The marker new native streams get. */
   readonly #marker: { readonly bytes: Uint8Array; readonly hash: Hash } | undefined;
+  /** Each marker's hash text and the native layout it names (the backend's own and its older ones). */
+  readonly #markers = new Map<string, NativeStreams>();
   readonly #createNative: boolean;
   /** Layouts found so far; a stream's layout never changes once its head exists. */
   readonly #layouts = new Map<string, Layout>();
@@ -126,6 +130,9 @@ export class EventStreams {
     if (this.#native !== undefined) {
       const bytes = encodeMarker(this.#native.layout);
       this.#marker = { bytes, hash: hashBytes(bytes) };
+      for (const native of [this.#native, ...(this.#native.older ?? [])]) {
+        this.#markers.set(hashBytes(encodeMarker(native.layout)).toString(), native);
+      }
     }
   }
 
@@ -239,8 +246,8 @@ export class EventStreams {
   }
 
   /**
-   * Finds how `stream` is kept, from its head ref: this backend's marker
-   * means native, anything else (or no head, unless `create`) generic; the
+   * Finds how `stream` is kept, from its head ref: one of this backend's
+   * markers (its layout or an older one it still serves) means native, anything else (or no head, unless `create`) generic; the
    * generic layout refuses another layout's marker when it reads the head.
    * With `create`, a new stream is registered in the native layout when the
    * backend offers one, by creating its head ref, which one client wins.
@@ -260,7 +267,8 @@ export class EventStreams {
     // No head yet: answered here (empty, 0), not by the generic layout, whose own look at the head
     // could already find another client's native marker; an append without `native` goes generic.
     if (head === undefined) return create ? REFS : NONE;
-    const layout: Layout = head.equals(marker.hash) ? { kind: 'native', native } : REFS;
+    const found = this.#markers.get(head.toString());
+    const layout: Layout = found !== undefined ? { kind: 'native', native: found } : REFS;
     this.#layouts.set(stream, layout);
     return layout;
   }

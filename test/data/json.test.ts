@@ -20,8 +20,8 @@ describe('JSON values', () => {
       [{ when: new Date(0) }, /value\.when is a Date/],
       [[new Uint8Array(1)], /value\[0\] is a Uint8Array/],
       [{ big: 1n }, /BigInt/],
-      [Object.defineProperty({}, 'g', { get: () => 1, enumerable: true }), /getter/],
-      [Object.defineProperty({}, 'h', { value: 1, enumerable: false }), /not enumerable/],
+      [Object.defineProperty({}, 'g', { get: () => 1, enumerable: true }), /value\.g is a getter/],
+      [Object.defineProperty({}, 'h', { value: 1, enumerable: false }), /value\.h is not enumerable/],
       [{ [Symbol('s')]: 1 }, /symbol keys/],
       [Object.assign([1, 2], { extra: 3 }), /non-index properties/],
     ];

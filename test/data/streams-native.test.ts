@@ -19,6 +19,7 @@ import {
   AbortError,
   cached,
   ClosedError,
+  CorruptStoreError,
   InvalidArgumentError,
   readOnly,
   ReadOnlyError,
@@ -187,7 +188,7 @@ describe('native streams on Redis', () => {
     await server?.stop();
   });
 
-  it('a new stream takes the redis-stream layout: events in a Redis stream under their numbers, no ref per event', async () => {
+  it('a new stream takes the redis-xadd layout: events in a Redis stream under ids 0-<number>, no ref per event', async () => {
     const store = await openRedisStore({ url: server.url, keyPrefix: 'native1:' });
     const raw = new Redis(server.url);
     try {
@@ -195,16 +196,60 @@ describe('native streams on Redis', () => {
       const got = await Promise.all(Array.from({ length: 50 }, (_, i) => streams.append('orders', { i })));
       expect([...got].sort((a, b) => a - b)).toEqual(Array.from({ length: 50 }, (_, i) => i + 1));
       expect(await raw.xlen('native1:sx:streams/orders')).toBe(50);
-      expect((await raw.xrange('native1:sx:streams/orders', '-', '+', 'COUNT', 1))[0]![0]).toBe('1-0');
+      expect((await raw.xrange('native1:sx:streams/orders', '-', '+', 'COUNT', 1))[0]![0]).toBe('0-1');
       expect((await collect(store.listRefs())).map((r) => r.name)).toEqual(['streams/head/orders']);
       expect(await streams.truncate('orders', 45)).toBe(45);
       expect(await raw.xlen('native1:sx:streams/orders')).toBe(5);
       expect(await streams.append('orders', 'after')).toBe(51);
       expect((await collect(streams.read('orders', { from: 50 }))).map((e) => e.seq)).toEqual([50, 51]);
-      // A stream whose mark was lost behind Cairn's back fails to append rather than reuse a number.
-      await raw.del('native1:sh:streams/orders');
-      await expect(streams.append('orders', 'reused?')).rejects.toThrow(/stream/);
-      expect(await raw.xlen('native1:sx:streams/orders')).toBe(6);
+      // Truncated to nothing: the stream keeps its last number, so the next append still goes up.
+      expect(await streams.truncate('orders', Infinity)).toBe(51);
+      expect(await raw.xlen('native1:sx:streams/orders')).toBe(0);
+      expect(await eventStreams(store).append('orders', 'after all')).toBe(52);
+      expect(await streams.lastSeq('orders')).toBe(52);
+      // The events lost behind Cairn's back: appends fail rather than number from 1 again.
+      await raw.del('native1:sx:streams/orders');
+      await expect(streams.append('orders', 'reused?')).rejects.toThrow(/gone from Redis/);
+      await expect(streams.lastSeq('orders')).rejects.toBeInstanceOf(CorruptStoreError);
+      expect(await raw.exists('native1:sx:streams/orders')).toBe(0);
+      // The floor and birth record lost instead: numbering goes on from the stream's own last id.
+      expect(await streams.append('other', 1)).toBe(1);
+      expect(await streams.append('other', 2)).toBe(2);
+      await raw.del('native1:sh:streams/other');
+      expect(await streams.append('other', 3)).toBe(3);
+      expect((await collect(streams.read('other'))).map((e) => e.event)).toEqual([1, 2, 3]);
+    } finally {
+      await raw.quit();
+      await store.close();
+    }
+  });
+
+  it('a stream made in the older redis-stream layout (a script per append) keeps it: numbers go on, entries stay <number>-0', async () => {
+    const store = await openRedisStore({ url: server.url, keyPrefix: 'native3:' });
+    const raw = new Redis(server.url);
+    try {
+      // What an earlier version left: the head ref names the redis-stream marker, the mark and entries in their keys.
+      const marker = new TextEncoder().encode(JSON.stringify({ cairn: 'stream', layout: 'redis-stream' }));
+      expect((await store.compareAndSwap('streams/head/old', null, await store.put(marker))).ok).toBe(true);
+      await raw.hset('native3:sh:streams/old', 'seq', '2');
+      await raw.xadd('native3:sx:streams/old', '1-0', 'e', '"one"');
+      await raw.xadd('native3:sx:streams/old', '2-0', 'e', '"two"');
+      const streams = eventStreams(store);
+      expect(await streams.lastSeq('old')).toBe(2);
+      expect(await Promise.all([streams.append('old', 'three'), streams.append('old', 'four')])).toEqual([3, 4]);
+      expect((await raw.xrange('native3:sx:streams/old', '-', '+')).map(([id]) => id)).toEqual(['1-0', '2-0', '3-0', '4-0']);
+      expect(await streams.truncate('old', 1)).toBe(1);
+      expect(await collect(streams.read('old'))).toEqual([
+        { seq: 2, event: 'two' },
+        { seq: 3, event: 'three' },
+        { seq: 4, event: 'four' },
+      ]);
+      await expect(eventStreams(readOnly(store)).append('old', 'no')).rejects.toBeInstanceOf(ReadOnlyError);
+      expect((await collect(eventStreams(readOnly(store)).read('old'))).map((e) => e.seq)).toEqual([2, 3, 4]);
+      // Its mark lost behind Cairn's back: appends fail rather than reuse a number.
+      await raw.del('native3:sh:streams/old');
+      await expect(streams.append('old', 'reused?')).rejects.toThrow(/stream/);
+      expect(await raw.xlen('native3:sx:streams/old')).toBe(3);
     } finally {
       await raw.quit();
       await store.close();

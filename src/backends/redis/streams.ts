@@ -1,53 +1,82 @@
 /**
- * The Redis store's native streams (layout `redis-stream`): per stream, a
- * Redis hash with the high-water mark and floor (`<keyPrefix>sh:<stream>`)
- * and a Redis stream of the events (`<keyPrefix>sx:<stream>`) whose entry
- * ids are `<number>-0`.
+ * The Redis store's native streams (layout `redis-xadd`): per stream, a
+ * Redis stream of the events (`<keyPrefix>sx:<stream>`) whose entry ids are
+ * `0-<number>`, and a Redis hash (`<keyPrefix>sh:<stream>`) with the floor
+ * and a `born` flag.
  *
- * An append is one script, so one round trip, which Redis runs atomically:
- * `HINCRBY` of the mark claims the next number and `XADD` stores the event
- * under it. No two appends get one number, whatever the clients, and an
- * append either happened completely or not at all. Numbers are never
- * reused: the mark only goes up, and Redis itself refuses an entry id at or
- * below the stream's last one (so a mark lost behind Cairn's back makes
- * appends fail instead of reusing numbers). Truncation is one script too:
- * it raises the floor and trims the entries below it (`XTRIM MINID`, Redis
- * 6.2 or newer).
+ * An append is one plain command, so one round trip and no script:
+ * `XADD <key> NOMKSTREAM 0-* ...`. Redis gives the entry the id after the
+ * stream's last generated one, atomically, so no two appends get one
+ * number, whatever the clients. Numbers are never reused: a stream's last
+ * generated id survives trimming and deletion of entries, and only goes
+ * up. `NOMKSTREAM` makes the command fail rather than create the stream;
+ * then a script does the first append, which records `born`, so a stream
+ * whose events were deleted behind Cairn's back (the only way its numbering
+ * could restart) makes appends fail instead of reusing numbers. The script
+ * also serves servers older than 7.0 (which lack `0-*`), finding the next
+ * number itself. Truncation is one script: it raises the floor and trims
+ * the entries below it (`XTRIM MINID`, Redis 6.2 or newer).
  *
- * Streams use a connection of their own, made on first use, without the
- * store connection's auto-pipelining: that batches concurrent calls into
- * one write per tick, which a writer awaiting each append pays for in
- * latency (about 2x per append, measured).
+ * Streams made in the older `redis-stream` layout (a script per append)
+ * keep it: see `streams-script.ts`, offered as an older layout.
  *
  * @module
  */
-import { createHash } from 'node:crypto';
 import type { Redis } from 'ioredis';
-import { raceAbort, throwIfAborted, type AbortOptions } from '../../abort.js';
+import { raceAbort, type AbortOptions } from '../../abort.js';
 import { CorruptStoreError } from '../../errors.js';
 import type { NativeStreamEvent, NativeStreams } from '../../data/streams/native.js';
 import { mapRedisError } from './errors.js';
-import type { LuaScript } from './scripts.js';
+import { ScriptRedisStreams } from './streams-script.js';
+import { StreamClient, parseCount, streamScript, type RedisStreamsConfig } from './stream-client.js';
+
+export type { RedisStreamsConfig } from './stream-client.js';
 
 /** The layout name recorded in the marker of each Redis-native stream. */
-export const REDIS_STREAM_LAYOUT = 'redis-stream';
-/** Entries per XRANGE round trip while reading. */
-const READ_PAGE = 256;
+export const REDIS_STREAM_LAYOUT = 'redis-xadd';
 
-function script(lua: string): LuaScript {
-  return { lua, sha: createHash('sha1').update(lua).digest('hex') };
-}
+/** The reply word of a script that found a stream's events gone. */
+const LOST = 'CAIRN_LOST';
 
-/** KEYS: head hash, events stream. ARGV: event bytes. Returns the event's number. */
-const APPEND = script(`
-local n = redis.call('HINCRBY', KEYS[1], 'seq', 1)
-redis.call('XADD', KEYS[2], string.format('%.0f', n) .. '-0', 'e', ARGV[1])
+/**
+ * Lua: `last(key)` is the number of the stream's last generated entry, 0
+ * for a stream never made; raises for a stream that was made (KEYS[1] says
+ * `born`) but is gone, or holds ids Cairn did not write.
+ */
+const LAST = `
+local function last(key)
+  if redis.call('EXISTS', key) == 0 then
+    if redis.call('HEXISTS', KEYS[1], 'born') == 1 then error({err = '${LOST}'}) end
+    return 0
+  end
+  local info = redis.call('XINFO', 'STREAM', key)
+  for i = 1, #info, 2 do
+    if info[i] == 'last-generated-id' then
+      local n = string.match(info[i + 1], '^0%-(%d+)$')
+      if n == nil then error({err = 'CAIRN_FOREIGN ' .. info[i + 1]}) end
+      return tonumber(n)
+    end
+  end
+  error({err = 'CAIRN_FOREIGN no last-generated-id'})
+end
+`;
+
+/** KEYS: head hash, events stream. ARGV: event bytes. The first append (and every one before Redis 7.0). Returns the number. */
+const APPEND = streamScript(`${LAST}
+local n = last(KEYS[2]) + 1
+redis.call('HSET', KEYS[1], 'born', '1')
+redis.call('XADD', KEYS[2], '0-' .. string.format('%.0f', n), 'e', ARGV[1])
 return n
 `);
 
+/** KEYS: head hash, events stream. Returns {last number, floor}. */
+const STATE = streamScript(`${LAST}
+return {last(KEYS[2]), tonumber(redis.call('HGET', KEYS[1], 'floor') or '0')}
+`);
+
 /** KEYS: head hash, events stream. ARGV: upTo (a whole number, or "inf"). Returns the floor. */
-const TRUNCATE = script(`
-local seq = tonumber(redis.call('HGET', KEYS[1], 'seq') or '0')
+const TRUNCATE = streamScript(`${LAST}
+local seq = last(KEYS[2])
 local floor = tonumber(redis.call('HGET', KEYS[1], 'floor') or '0')
 local target = seq
 if ARGV[1] ~= 'inf' then target = math.min(tonumber(ARGV[1]), seq) end
@@ -55,140 +84,111 @@ if target > floor then
   floor = target
   redis.call('HSET', KEYS[1], 'floor', string.format('%.0f', floor))
 end
-if floor > 0 then redis.call('XTRIM', KEYS[2], 'MINID', string.format('%.0f', floor + 1) .. '-0') end
+if floor > 0 then redis.call('XTRIM', KEYS[2], 'MINID', '0-' .. string.format('%.0f', floor + 1)) end
 return floor
 `);
 
-/** What {@link RedisStreams} needs of its store. */
-export interface RedisStreamsConfig {
-  readonly keyPrefix: string;
-  /** `host:port`, for error messages. */
-  readonly server: string;
-  /** Throws if the store is closed or the signal fired. */
-  readonly check: (options: AbortOptions | undefined) => void;
+const idOf = (seq: number): string => `0-${seq}`;
+
+function seqOf(id: string): number | undefined {
+  return id.startsWith('0-') && id.length > 2 ? Number(id.slice(2)) : undefined;
 }
 
 /** The native streams of one open {@link RedisStore}. */
 export class RedisStreams implements NativeStreams {
   readonly layout = REDIS_STREAM_LAYOUT;
   readonly writable = true;
-  readonly #store: Redis;
-  readonly #config: RedisStreamsConfig;
-  #connection: Redis | undefined;
+  /** Streams made in the first Redis layout keep it. */
+  readonly older: readonly NativeStreams[];
+  readonly #client: StreamClient;
+  /** False once the server refused `0-*` (before 7.0): every append runs the script. */
+  #autoIds = true;
 
   /** `client` is the store's connection; streams duplicate it on first use. */
   constructor(client: Redis, config: RedisStreamsConfig) {
-    this.#store = client;
-    this.#config = config;
+    this.#client = new StreamClient(client, config);
+    this.older = [new ScriptRedisStreams(this.#client)];
   }
 
   /** Closes the streams' connection, if one was made. */
-  async close(): Promise<void> {
-    const connection = this.#connection;
-    if (connection === undefined) return;
-    try {
-      await connection.quit();
-    } catch {
-      connection.disconnect();
-    }
-  }
-
-  get #client(): Redis {
-    if (this.#connection === undefined) {
-      this.#connection = this.#store.duplicate({ enableAutoPipelining: false });
-      // Failures reach every pending call; without a listener ioredis would log them.
-      this.#connection.on('error', () => undefined);
-    }
-    return this.#connection;
+  close(): Promise<void> {
+    return this.#client.close();
   }
 
   async append(stream: string, event: Uint8Array, options?: AbortOptions): Promise<number> {
-    this.#config.check(options);
-    // Not raced against the signal: once sent, the script runs, and its number is the caller's.
-    const reply = await this.#run('cannot append to a stream', stream, () =>
-      this.#eval(APPEND, stream, [Buffer.from(event.buffer, event.byteOffset, event.length)]),
-    );
+    this.#client.config.check(options);
+    const bytes = Buffer.from(event.buffer, event.byteOffset, event.length);
+    // Not raced against the signal: once sent, the command runs, and its number is the caller's.
+    if (this.#autoIds) {
+      const id = await this.#add(stream, bytes);
+      if (id !== null) {
+        const seq = seqOf(id);
+        if (seq === undefined || !Number.isSafeInteger(seq)) throw foreign(stream, id);
+        return seq;
+      }
+    }
+    const reply = await this.#client.run('cannot append to a stream', stream, () => this.#script(APPEND, stream, [bytes]));
     return Number(reply);
   }
 
   async lastSeq(stream: string, options?: AbortOptions): Promise<number> {
-    this.#config.check(options);
-    const seq = await this.#run('cannot read a stream', stream, () => raceAbort(this.#client.hget(this.#head(stream), 'seq'), options?.signal));
-    return parseCount(seq, stream);
+    this.#client.config.check(options);
+    return (await this.#state(stream, options)).last;
   }
 
   async *read(stream: string, from: number, limit: number, options?: AbortOptions): AsyncIterable<NativeStreamEvent> {
-    this.#config.check(options);
-    const [seqText, floorText] = await this.#run('cannot read a stream', stream, () =>
-      raceAbort(this.#client.hmget(this.#head(stream), 'seq', 'floor'), options?.signal),
-    );
-    const last = parseCount(seqText ?? null, stream);
-    let next = Math.max(from, parseCount(floorText ?? null, stream) + 1);
-    let left = limit;
-    while (left > 0 && next <= last) {
-      throwIfAborted(options?.signal);
-      const count = Math.min(READ_PAGE, left);
-      const entries = await this.#run('cannot read a stream', stream, () =>
-        raceAbort(this.#client.xrangeBuffer(this.#events(stream), `${next}-0`, `${last}-0`, 'COUNT', count), options?.signal),
-      );
-      if (entries.length === 0) return;
-      for (const [id, fields] of entries) {
-        const seq = Number(id.toString('latin1').split('-', 1)[0]);
-        const bytes = fields[0]?.toString('latin1') === 'e' ? fields[1] : undefined;
-        if (!Number.isSafeInteger(seq) || seq < next || bytes === undefined) {
-          throw new CorruptStoreError(`stream "${stream}" holds an entry ${id.toString('latin1').slice(0, 40)} that Cairn did not write`, {
-            key: stream,
-          });
-        }
-        yield { seq, bytes: new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.length) };
-        next = seq + 1;
-        left--;
-      }
-      if (entries.length < count) return;
-    }
+    this.#client.config.check(options);
+    const { last, floor } = await this.#state(stream, options);
+    yield* this.#client.entries(stream, { next: Math.max(from, floor + 1), last, limit }, idOf, seqOf, options);
   }
 
   async truncate(stream: string, upTo: number, options?: AbortOptions): Promise<number> {
-    this.#config.check(options);
-    const reply = await this.#run('cannot truncate a stream', stream, () =>
-      raceAbort(this.#eval(TRUNCATE, stream, [upTo === Number.POSITIVE_INFINITY ? 'inf' : String(upTo)]), options?.signal),
+    this.#client.config.check(options);
+    const reply = await this.#client.run('cannot truncate a stream', stream, () =>
+      raceAbort(this.#script(TRUNCATE, stream, [upTo === Number.POSITIVE_INFINITY ? 'inf' : String(upTo)]), options?.signal),
     );
     return Number(reply);
   }
 
-  #head(stream: string): string {
-    return `${this.#config.keyPrefix}sh:${stream}`;
-  }
-
-  #events(stream: string): string {
-    return `${this.#config.keyPrefix}sx:${stream}`;
-  }
-
-  async #run<T>(what: string, stream: string, fn: () => Promise<T>): Promise<T> {
+  /** The fast append: `XADD NOMKSTREAM 0-*`; null when the stream does not exist yet (or `0-*` is not understood). */
+  async #add(stream: string, bytes: Buffer): Promise<string | null> {
     try {
-      return await fn();
-    } catch (cause) {
-      throw mapRedisError(cause, what, this.#config.server, stream);
+      return await this.#client.redis.xadd(this.#client.events(stream), 'NOMKSTREAM', '0-*', 'e', bytes);
+    } catch (error) {
+      // Redis before 7.0 refuses the id; nothing was written, and the script does the same job.
+      if (!/invalid stream id/i.test(String((error as Error | undefined)?.message))) {
+        throw mapRedisError(error, 'cannot append to a stream', this.#client.config.server, stream);
+      }
+      this.#autoIds = false;
+      return null;
     }
   }
 
-  async #eval(lua: LuaScript, stream: string, args: Array<string | Buffer>): Promise<unknown> {
-    const keys = [this.#head(stream), this.#events(stream)];
+  async #state(stream: string, options: AbortOptions | undefined): Promise<{ last: number; floor: number }> {
+    const reply = await this.#client.run('cannot read a stream', stream, () => raceAbort(this.#script(STATE, stream, []), options?.signal));
+    const [last, floor] = Array.isArray(reply) ? (reply as unknown[]) : [];
+    return { last: parseCount(last as number | undefined, stream), floor: parseCount(floor as number | undefined, stream) };
+  }
+
+  /** Runs a script, turning its own failures into {@link CorruptStoreError}s. */
+  async #script(lua: Parameters<StreamClient['eval']>[0], stream: string, args: Array<string | Buffer>): Promise<unknown> {
     try {
-      return await this.#client.evalsha(lua.sha, 2, ...keys, ...args);
+      return await this.#client.eval(lua, stream, args);
     } catch (error) {
-      // The server's script cache is empty after a restart or SCRIPT FLUSH.
-      if (!String((error as Error | undefined)?.message).startsWith('NOSCRIPT')) throw error;
-      return this.#client.eval(lua.lua, 2, ...keys, ...args);
+      const message = String((error as Error | undefined)?.message);
+      if (message.startsWith(LOST)) {
+        throw new CorruptStoreError(
+          `the events of stream "${stream}" are gone from Redis though it had appends (deleted behind Cairn's back?); ` +
+            'refusing to number it from 1 again: restore the Redis data, or use a new stream name',
+          { key: stream },
+        );
+      }
+      if (message.startsWith('CAIRN_FOREIGN')) throw foreign(stream, message.slice('CAIRN_FOREIGN '.length));
+      throw error;
     }
   }
 }
 
-function parseCount(text: string | null, stream: string): number {
-  if (text === null) return 0;
-  const n = Number(text);
-  if (!Number.isSafeInteger(n) || n < 0) {
-    throw new CorruptStoreError(`the head of stream "${stream}" holds ${JSON.stringify(text.slice(0, 40))}, not a count`, { key: stream });
-  }
-  return n;
+function foreign(stream: string, id: string): CorruptStoreError {
+  return new CorruptStoreError(`stream "${stream}" holds an entry ${id.slice(0, 40)} that Cairn did not write`, { key: stream });
 }

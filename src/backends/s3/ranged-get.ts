@@ -60,8 +60,9 @@ export async function* rangedChunks(
     const firstLength = lengthOf(first.chunks);
     const total = totalOf(first.contentRange, 0, firstLength);
     let next = firstLength;
-    const schedule = (): void => {
-      while (pending.length < inFlight - 1 && next < total) {
+    // `limit` ranges in flight at most: one fewer while a range's chunks are being yielded (it is held).
+    const schedule = (limit: number): void => {
+      while (pending.length < limit && next < total) {
         const start = next;
         const end = Math.min(total, start + rangeSize) - 1;
         next = end + 1;
@@ -77,11 +78,12 @@ export async function* rangedChunks(
         pending.push(part);
       }
     };
-    schedule();
+    schedule(inFlight - 1);
     yield* first.chunks;
-    while (pending.length > 0) {
+    while (pending.length > 0 || next < total) {
+      // Nothing held here: top up (with one range in flight, this is where the next one starts).
+      schedule(inFlight);
       const chunks = await pending.shift()!;
-      schedule();
       yield* chunks;
     }
   } finally {

@@ -61,10 +61,15 @@ export interface NativeStreamEvent {
  * backend treats it as opaque. Arguments are validated by the caller.
  */
 export interface NativeStreams {
-  /** The layout's name, recorded in each native stream's marker (e.g. `disk-log`, `redis-stream`). */
+  /** The layout's name, recorded in each native stream's marker (e.g. `disk-log`, `redis-xadd`). */
   readonly layout: string;
   /** False for a read-only view: `append` and `truncate` reject with {@link ReadOnlyError}. */
   readonly writable: boolean;
+  /**
+   * Layouts this backend no longer creates but still serves, for the
+   * streams whose marker names them (each with its own `layout`).
+   */
+  readonly older?: readonly NativeStreams[] | undefined;
   /**
    * Appends one event (JSON bytes) and resolves to its number, the next
    * free one. An append whose `signal` fires before it is written does not
@@ -118,6 +123,7 @@ export function readOnlyNativeStreams(inner: NativeStreams): NativeStreams {
   return {
     layout: inner.layout,
     writable: false,
+    older: inner.older?.map(readOnlyNativeStreams),
     append: () => refuse('append'),
     truncate: () => refuse('truncate'),
     lastSeq: (stream, options) => inner.lastSeq(stream, options),
