@@ -32,6 +32,7 @@ import { GroupCommit } from './group-commit.js';
 import type { IndexCache } from './index-cache.js';
 import { SealedLargeObjects } from './large.js';
 import { SealedRefs, type RefSide } from './sealed-refs.js';
+import { SpanReads } from './span-reads.js';
 import { encryptingSealer, plainSealer } from './sealing.js';
 import { missingError, readBlob, readPacked } from './reader.js';
 import { repack, type RepackOptions, type RepackReport } from './repack.js';
@@ -129,6 +130,8 @@ export class PackedStore implements Store {
   readonly #refs: RefSide;
   /** Encrypted large objects; undefined in a plain store, whose large objects are loose in `inner`. */
   readonly #large: SealedLargeObjects | undefined;
+  /** Packed blob reads, neighbours merged into one ranged read. */
+  readonly #spans: SpanReads;
   #loaded: Promise<void> | undefined;
   /** The remote checked to be on this store's side (plain or encrypted) before the first ref is read or written. */
   #sideChecked: Promise<void> | undefined;
@@ -161,6 +164,7 @@ export class PackedStore implements Store {
     this.#codec = blobCodec(options, sealer);
     this.#catalog = new Catalog(inner, { maxObjectBytes: this.#maxObjectBytes, maxIndexBytes, cipher: sealer.cipher }, options.indexCache, sealer);
     this.#refs = keys === undefined ? inner : new SealedRefs(inner, keys.ref);
+    this.#spans = new SpanReads(inner, { maxGapBytes: 64 * 1024, maxSpanBytes: Math.max(8 * 2 ** 20, this.#maxObjectBytes + INDEX_ENTRY_BYTES) });
     this.#large = keys === undefined ? undefined : new SealedLargeObjects(inner, this.#catalog, keys);
     const maxItems = Math.floor((maxIndexBytes - 52) / INDEX_ENTRY_BYTES);
     this.#packs = new GroupCommit((blobs) => commitPack(inner, this.#catalog, blobs).then(() => undefined), { targetSize: packBytes, maxItems, lingerMs, maxInFlight });
@@ -333,11 +337,11 @@ export class PackedStore implements Store {
   }
 
   #getPacked(hash: Hash, signal: AbortSignal | undefined): Promise<Uint8Array | undefined> {
-    return readPacked(this.#inner, this.#catalog, this.#codec, hash, signal);
+    return readPacked(this.#spans, this.#catalog, this.#codec, hash, signal);
   }
 
   #readBlob(location: Location, signal: AbortSignal | undefined): Promise<Uint8Array> {
-    return readBlob(this.#inner, this.#codec, location, signal);
+    return readBlob(this.#spans, this.#codec, location, signal);
   }
 
   async *getStream(hashLike: HashLike, options?: AbortOptions): AsyncIterable<Uint8Array> {

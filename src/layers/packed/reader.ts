@@ -11,13 +11,13 @@
 import { CorruptStoreError, IntegrityError, isCairnError, NotFoundError } from '../../errors.js';
 import type { Hash } from '../../hash.js';
 import { verifyBytes } from '../../object-io.js';
-import type { Store } from '../../store.js';
 import type { Catalog, Location } from './catalog.js';
 import type { BlobCodec } from './codec.js';
+import type { SpanReads } from './span-reads.js';
 
-/** Reads, decodes and verifies one copy of a blob. */
-export async function readBlob(inner: Store, codec: BlobCodec, location: Location, signal: AbortSignal | undefined): Promise<Uint8Array> {
-  const stored = await inner.getRange(location.pack, location.offset, location.storedLength, { signal });
+/** Reads, decodes and verifies one copy of a blob (its bytes come through `spans`, which merges neighbouring reads). */
+export async function readBlob(spans: SpanReads, codec: BlobCodec, location: Location, signal: AbortSignal | undefined): Promise<Uint8Array> {
+  const stored = await spans.read(location, signal);
   if (stored.length !== location.storedLength) {
     throw new IntegrityError(
       `object ${location.hash.toString()} is corrupt: pack ${location.pack.toString()} ends before the ${location.storedLength} bytes its index places at offset ${location.offset} (got ${stored.length}); the pack is truncated`,
@@ -34,13 +34,13 @@ export async function readBlob(inner: Store, codec: BlobCodec, location: Locatio
  * indexed. Tries each copy; when every copy's pack is gone (collected after
  * a repack this catalog has not seen), refreshes once and reads the new one.
  */
-export async function readPacked(inner: Store, catalog: Catalog, codec: BlobCodec, hash: Hash, signal: AbortSignal | undefined): Promise<Uint8Array | undefined> {
+export async function readPacked(spans: SpanReads, catalog: Catalog, codec: BlobCodec, hash: Hash, signal: AbortSignal | undefined): Promise<Uint8Array | undefined> {
   const locations = catalog.locate(hash);
   if (locations.length === 0) return undefined;
   let firstError: unknown;
   for (const location of locations) {
     try {
-      return await readBlob(inner, codec, location, signal);
+      return await readBlob(spans, codec, location, signal);
     } catch (error) {
       if (!(isCairnError(error, 'ERR_INTEGRITY') || isCairnError(error, 'ERR_NOT_FOUND'))) throw error;
       firstError ??= error;
@@ -49,7 +49,7 @@ export async function readPacked(inner: Store, catalog: Catalog, codec: BlobCode
   if (isCairnError(firstError, 'ERR_NOT_FOUND')) {
     await catalog.refresh(signal);
     const fresh = catalog.locate(hash).filter((l) => !locations.some((o) => o.pack.equals(l.pack)));
-    for (const location of fresh) return readBlob(inner, codec, location, signal);
+    for (const location of fresh) return readBlob(spans, codec, location, signal);
   }
   throw firstError;
 }
