@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { memoryStore } from '../../src/backends/memory.js';
-import { initEncryption } from '../../src/crypto/keys.js';
+import { MasterKey } from '../../src/crypto/master-key.js';
 import { packed, type PackedOptions } from '../../src/layers/packed/packed.js';
 import { describeTree, makeMixedTree } from '../snapshot/fixtures.js';
 import { assertBuilt, cairn, cairnJson, cairnOk, type CliRun } from './run-cli.js';
@@ -69,7 +69,7 @@ async function packedEncrypts(): Promise<boolean> {
   const inner = memoryStore();
   // Random bytes: compression cannot hide them, only encryption can.
   const marker = new Uint8Array(randomBytes(256));
-  const store = packed(inner, { encryption: await initEncryption(inner, 'probe', { kdf: { N: 2 ** 10 } }) } as PackedOptions);
+  const store = packed(inner, { encryption: MasterKey.generate() } as PackedOptions);
   await store.put(marker);
   await store.flush();
   for await (const hash of inner.listObjects()) {
