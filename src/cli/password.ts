@@ -80,10 +80,11 @@ function requireTerminal(message: string): void {
 /** Reads one line from the terminal in raw mode, echoing nothing. Ctrl-C interrupts (exit 130). */
 function promptHidden(question: string, signal: AbortSignal): Promise<string> {
   const stdin = process.stdin;
-  process.stderr.write(question);
+  // Echo off before the prompt shows: an answer typed the moment it appears is never echoed.
   stdin.setRawMode(true);
   stdin.setEncoding('utf8');
   stdin.resume();
+  process.stderr.write(question);
   return new Promise((resolve, reject) => {
     let value = '';
     const finish = (error?: Error): void => {
