@@ -86,6 +86,41 @@ describe('packed: requests', () => {
     await store.close();
   });
 
+  it('reads of the same moment are merged per pack: 200 gets cost a few ranged reads; a lone get reads exactly its bytes', async () => {
+    const r = remote();
+    const store = packed(r.store, { ...small, compression: 'none', packBytes: 4 * 2 ** 20 });
+    const items = Array.from({ length: 200 }, (_, i) => noise(i, 2000));
+    const hashes = await store.putMany(items);
+    r.reset();
+    const got = await store.getMany(hashes);
+    expect(got.every((bytes, i) => Buffer.from(bytes).equals(Buffer.from(items[i]!)))).toBe(true);
+    // getMany keeps 32 reads in flight: each wave of neighbours is one span, not 32 requests.
+    expect(r.calls.get('getRange')).toBeLessThanOrEqual(Math.ceil(200 / 32) + 1);
+    const all = await Promise.all(hashes.map((h) => store.getRange(h, 10, 5)));
+    expect(all.every((bytes, i) => Buffer.from(bytes).equals(Buffer.from(items[i]!.subarray(10, 15))))).toBe(true);
+    r.reset();
+    await store.get(hashes[7]!);
+    expect(r.calls.get('getRange')).toBe(1);
+    expect(r.ranges).toEqual([2000]);
+    await store.close();
+  });
+
+  it('a span cut short: the blobs past its end are IntegrityErrors, those before it read', async () => {
+    const r = remote();
+    const store = packed(r.store, { ...small, compression: 'none' });
+    const items = Array.from({ length: 10 }, (_, i) => noise(100 + i, 1000));
+    const hashes = await store.putMany(items);
+    const [pack] = await packsIn(r.inner);
+    // Cut after blob 4 (8 header bytes + 5 blobs of 1000).
+    r.replaced.set(pack!.hash.toString(), pack!.bytes.slice(0, 8 + 5 * 1000 + 10));
+    const results = await Promise.all(hashes.map((h) => store.get(h).then((b) => b, (e: unknown) => e)));
+    for (let i = 0; i < 10; i++) {
+      if (i < 5) expect(Buffer.from(results[i] as Uint8Array).equals(Buffer.from(items[i]!))).toBe(true);
+      else expect(results[i]).toBeInstanceOf(IntegrityError);
+    }
+    await store.close();
+  });
+
   it('a large putMany fills packs back to back; objects over the limit go to the inner store whole', async () => {
     const r = remote();
     const store = packed(r.store, small);
