@@ -16,6 +16,7 @@ import { LimitExceededError } from '../errors.js';
 import type { Hash } from '../hash.js';
 import type { Store } from '../store.js';
 import { decodeTree, type TreeEntry } from './format.js';
+import { TreeReadAhead } from './read-ahead.js';
 
 /** How far a snapshot may expand. Raise them for a snapshot known to be honest and large. */
 export interface ExpandLimits {
@@ -84,6 +85,8 @@ interface Frame {
   bytes: number;
   depth: number;
   longest: number;
+  /** The next subtrees, read ahead of the walk. */
+  readonly ahead: TreeReadAhead;
 }
 
 /**
@@ -112,7 +115,18 @@ export async function measureSnapshot(
       `the snapshot is more than ${maxDepth} directories deep; if it is honest, raise the limit (--max-depth on the command line, maxDepth in the API)`,
     );
   const memo = new Map<string, SnapshotSize>();
-  const frame = (hash: Hash, entries: TreeEntry[]): Frame => ({ hash, entries, i: 0, entries_: 0, files: 0, bytes: 0, depth: 0, longest: 0 });
+  // Subtrees already measured (a directory that appears twice) are not read again, nor read ahead.
+  const frame = (hash: Hash, entries: TreeEntry[]): Frame => ({
+    hash,
+    entries,
+    i: 0,
+    entries_: 0,
+    files: 0,
+    bytes: 0,
+    depth: 0,
+    longest: 0,
+    ahead: new TreeReadAhead(store, entries, signal, (h) => memo.has(h.toString())),
+  });
   const stack: Frame[] = [frame(undefined as unknown as Hash, rootEntries)];
   const add = (into: Frame, nameBytes: number, sub: SnapshotSize | undefined, entry: TreeEntry): void => {
     into.entries_ += 1 + (sub?.entries ?? 0);
@@ -159,12 +173,13 @@ export async function measureSnapshot(
     }
     const known = memo.get(entry.hash.toString());
     if (known !== undefined) {
+      top.ahead.skip(top.i);
       top.i++;
       add(top, nameBytes, known, entry);
       continue;
     }
     if (stack.length > maxDepth) throw tooDeep();
     throwIfAborted(signal);
-    stack.push(frame(entry.hash, decodeTree(await store.get(entry.hash, { signal }), entry.hash)));
+    stack.push(frame(entry.hash, decodeTree(await top.ahead.take(top.i), entry.hash)));
   }
 }

@@ -19,6 +19,7 @@ import type { Hash } from '../hash.js';
 import { verifyBytes } from '../object-io.js';
 import type { Store } from '../store.js';
 import { decodeChunkList, decodeTree, looksLike, TREE_TAG, type FileEntry, type TreeEntry } from './format.js';
+import { TreeReadAhead } from './read-ahead.js';
 import { cut, measureSnapshot, NAME_MAX, type ExpandLimits, type SnapshotSize } from './limits.js';
 import { forEachLimit, type ProgressListener } from './progress.js';
 import { makeStaging, removeTree, sweepStaleStaging } from './staging.js';
@@ -67,6 +68,14 @@ export interface RestoreResult {
 export async function readTree(store: Store, hash: Hash, options: AbortOptions = {}): Promise<TreeEntry[]> {
   const bytes = await store.get(hash, options);
   return decodeTree(bytes, hash);
+}
+
+/** One level of the restore walk: its entries, the next to handle, and its subtrees being read ahead. */
+interface Frame {
+  readonly entries: TreeEntry[];
+  i: number;
+  readonly dir: string;
+  readonly ahead: TreeReadAhead;
 }
 
 interface FileJob {
@@ -256,8 +265,10 @@ async function restoreInto(store: Store, rootEntries: TreeEntry[], staging: stri
       });
     });
   };
-  // Depth-first, one tree in memory per level: memory follows the depth (bounded by maxDepth), not the file count.
-  const stack: Array<{ entries: TreeEntry[]; i: number; dir: string }> = [{ entries: rootEntries, i: 0, dir: staging }];
+  // Depth-first, one tree in memory per level plus the next few subtrees read ahead: memory follows the depth
+  // (bounded by maxDepth), not the file count. Reading ahead lets a remote serve sibling trees in one request
+  // (they sit side by side in a pack) instead of one round trip per directory.
+  const stack: Frame[] = [frame(rootEntries, staging)];
   try {
     await walk();
   } catch (error) {
@@ -266,6 +277,10 @@ async function restoreInto(store: Store, rootEntries: TreeEntry[], staging: stri
   }
   for (const [path, mode] of locked.reverse()) await chmod(path, mode);
   return { files, dirs, symlinks, bytes };
+
+  function frame(entries: TreeEntry[], dir: string): Frame {
+    return { entries, i: 0, dir, ahead: new TreeReadAhead(store, entries, signal) };
+  }
 
   async function walk(): Promise<void> {
     while (stack.length > 0) {
@@ -283,7 +298,7 @@ async function restoreInto(store: Store, rootEntries: TreeEntry[], staging: stri
         if ((mode & 0o700) !== 0o700) locked.push([path, mode]);
         else if (mode !== 0o700) await chmod(path, mode);
         dirs++;
-        stack.push({ entries: await readTree(store, entry.hash, { signal }), i: 0, dir: path });
+        stack.push(frame(decodeTree(await top.ahead.take(top.i - 1), entry.hash), path));
       } else if (entry.type === 'symlink') {
         await symlink(entry.target, path);
         symlinks++;
