@@ -52,7 +52,7 @@ export async function initRemote(ctx: Context, target: RemoteTarget, kdf: Partia
     throw error;
   }
   // `encryption` is the packed layer's option for an encrypted remote (issue 14).
-  const packOptions: PackedOptions & { encryption?: MasterKey } = master === undefined ? {} : { encryption: master };
+  const packOptions: PackedOptions = master === undefined ? {} : { encryption: master };
   const store = target.packs ? packed(raw, packOptions) : raw;
   try {
     await store.hasMany([], { signal });

@@ -144,7 +144,7 @@ export async function openRemote(target: RemoteTarget, options: OpenRemoteOption
   // Created on first use only: a command that fails on bad input leaves the local directory as it was.
   const indexCache = options.packIndexDir === undefined ? undefined : diskIndexCache(options.packIndexDir);
   // `encryption` is the packed layer's option for an encrypted remote (issue 14).
-  const packOptions: PackedOptions & { encryption?: MasterKey } = { indexCache, ...(encryption === undefined ? {} : { encryption }) };
+  const packOptions: PackedOptions = { indexCache, ...(encryption === undefined ? {} : { encryption }) };
   return { store: packed(store, packOptions), raw: store, recovery };
 }
 

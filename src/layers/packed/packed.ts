@@ -23,8 +23,7 @@ import type {
   StoreCapabilities,
   WatchOptions,
 } from '../../store.js';
-import type { MasterKey } from '../../crypto/master-key.js';
-import { integerOption, storeOption } from '../options.js';
+import { storeOption } from '../options.js';
 import { Catalog, type Location } from './catalog.js';
 import { blobCodec, type BlobCodec, type CodecOptions } from './codec.js';
 import { INDEX_ENTRY_BYTES, looksLikePackRecord, MAX_PACK_BYTES, PACK_HEADER_BYTES, RESERVED_REF_PREFIX, type Removal } from './format.js';
@@ -35,61 +34,11 @@ import { SealedRefs, type RefSide } from './sealed-refs.js';
 import { SpanReads } from './span-reads.js';
 import { encryptingSealer, plainSealer } from './sealing.js';
 import { missingError, readBlob, readPacked } from './reader.js';
+import { resolvePackedOptions, type PackedOptions } from './options.js';
 import { repack, type RepackOptions, type RepackReport } from './repack.js';
 import { commitPack, commitRemovals, type PendingBlob } from './writer.js';
 
-/** Options of {@link packed}. */
-export interface PackedOptions extends CodecOptions {
-  /**
-   * Objects up to this many bytes go into packs; larger ones go to the inner store as they are.
-   * @default 1048576 (1 MiB)
-   */
-  maxObjectBytes?: number | undefined;
-  /**
-   * A pack is sealed once its blobs reach this many bytes.
-   * @default 16777216 (16 MiB)
-   */
-  packBytes?: number | undefined;
-  /**
-   * How long a pack stays open for more puts after its first one (group commit), in ms.
-   * @default 5
-   */
-  lingerMs?: number | undefined;
-  /**
-   * Packs being uploaded at once; further sealed packs wait.
-   * @default 4
-   */
-  maxInFlight?: number | undefined;
-  /**
-   * Largest index (or removal record) read from the remote, and written: bounds reader memory.
-   * @default 4194304 (4 MiB, about 87,000 entries)
-   */
-  maxIndexBytes?: number | undefined;
-  /**
-   * A store that keeps every index read once (by hash), such as a disk store
-   * in a cache directory, so that reopening does not download them again.
-   * The layer closes it on close.
-   * @default none
-   */
-  indexCache?: IndexCache | undefined;
-  /**
-   * A catalog older than this is refreshed before it is trusted (to skip a
-   * put of an object it lists, or answer `has`). Keep it well under the
-   * grace period of repacks, so that no writer skips a put on the strength
-   * of a copy a collector has since removed.
-   * @default 600000 (10 minutes)
-   */
-  maxCatalogAgeMs?: number | undefined;
-  /**
-   * The remote's master key (from `unlock` or `initEncryption`,
-   * src/crypto/keys.ts): every blob, record, large object and ref body is
-   * then encrypted and authenticated (docs/encryption.md says what the
-   * bucket still shows). A remote with keys must be opened with one, and a
-   * remote without keys without one ({@link EncryptionMismatchError}).
-   * @default none (plain)
-   */
-  encryption?: MasterKey | undefined;
-}
+export type { PackedOptions } from './options.js';
 
 /**
  * Wraps `inner` so that objects up to `maxObjectBytes` are written into
@@ -139,26 +88,12 @@ export class PackedStore implements Store {
 
   constructor(inner: Store, options: PackedOptions = {}) {
     storeOption('packed', 'inner', inner);
-    const cache = options.indexCache as unknown as Record<string, unknown> | undefined;
-    if (cache !== undefined && (cache === null || typeof cache.get !== 'function' || typeof cache.put !== 'function' || typeof cache.close !== 'function')) {
-      throw new InvalidArgumentError('packed option "indexCache" must be a Store (or an IndexCache: get, put, close)');
-    }
-    if (options.compression !== undefined && options.compression !== 'zstd' && options.compression !== 'none') {
-      throw new InvalidArgumentError(`packed option "compression" must be "zstd" or "none", got ${JSON.stringify(String(options.compression))}`);
-    }
-    this.#maxObjectBytes = integerOption('packed', 'maxObjectBytes', options.maxObjectBytes, 2 ** 20, 0, 256 * 2 ** 20);
-    const packBytes = integerOption('packed', 'packBytes', options.packBytes, 16 * 2 ** 20, 1, MAX_PACK_BYTES - this.#maxObjectBytes - PACK_HEADER_BYTES);
+    const { maxObjectBytes, packBytes, maxIndexBytes, lingerMs, maxInFlight, maxCatalogAgeMs } = resolvePackedOptions(options);
+    this.#maxObjectBytes = maxObjectBytes;
     this.#packBytes = packBytes;
-    const maxIndexBytes = integerOption('packed', 'maxIndexBytes', options.maxIndexBytes, 4 * 2 ** 20, 52 + INDEX_ENTRY_BYTES);
-    const lingerMs = integerOption('packed', 'lingerMs', options.lingerMs, 5, 0, 60_000);
-    const maxInFlight = integerOption('packed', 'maxInFlight', options.maxInFlight, 4, 1, 64);
-    integerOption('packed', 'level', options.level, 3, 1, 19);
-    this.#maxCatalogAgeMs = integerOption('packed', 'maxCatalogAgeMs', options.maxCatalogAgeMs, 600_000, 0);
+    this.#maxCatalogAgeMs = maxCatalogAgeMs;
     this.#inner = inner;
     this.#indexCache = options.indexCache;
-    if (options.encryption !== undefined && typeof (options.encryption as Partial<MasterKey>).keys !== 'function') {
-      throw new InvalidArgumentError('packed option "encryption" must be a MasterKey (from unlock or initEncryption)');
-    }
     const keys = options.encryption?.keys();
     const sealer = keys === undefined ? plainSealer : encryptingSealer(keys);
     this.#codec = blobCodec(options, sealer);
