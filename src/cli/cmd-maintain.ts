@@ -22,7 +22,6 @@ import { loadRemoteState, needsFullCheck, remoteKey, updateRemoteState } from '.
 import { configFlags, openLocal, withStores } from './stores.js';
 import { kdfOption } from './cmd-keys.js';
 import { initRemote } from './init-remote.js';
-import { keyRecordHashes } from '../crypto/keys.js';
 import { repairObjects } from './repair.js';
 import { sweepDeadRestores } from './restore-records.js';
 
@@ -283,9 +282,6 @@ export const gc: Command = {
       }
       // Objects waiting to be pushed, and the layered store's records of them, stay until pushed.
       const keep: Hash[] = [];
-      // The key records of an encrypted remote are named only by Cairn's own refs (.cairn/keys/): never garbage.
-      const keyRecords = onRemote && stores.remoteRaw !== undefined ? await keyRecordHashes(stores.remoteRaw, { signal: ctx.signal }) : [];
-      keep.push(...keyRecords);
       if (!onRemote) {
         const journal = new PendingJournal(stores.local);
         for await (const record of journal.records({ signal: ctx.signal })) {
@@ -312,9 +308,9 @@ export const gc: Command = {
       });
       ctx.out.done();
       // A packed remote keeps deleted objects' bytes in their packs until a repack rewrites the sparse ones.
-      // Small loose objects (pushed before packs) move into packs on the way; not on an encrypted remote,
-      // whose only small loose objects are its key records, which must stay loose where unlock reads them.
-      const repacked = force && store instanceof PackedStore ? await store.repack({ graceMs, loose: keyRecords.length === 0, signal: ctx.signal }) : undefined;
+      // Small loose objects (pushed before packs) move into packs on the way. An encrypted remote's packed layer
+      // lists only its catalog, so its key records and ref bodies are never candidates, and it never repacks loose objects.
+      const repacked = force && store instanceof PackedStore ? await store.repack({ graceMs, loose: true, signal: ctx.signal }) : undefined;
       await mkdir(stores.config.dir, { recursive: true });
       await saveGcState(statePath, result.state);
       const where = onRemote ? 'remote' : 'local';

@@ -11,7 +11,7 @@
 import { initEncryption, unlock, type ScryptParams } from '../crypto/keys.js';
 import type { MasterKey } from '../crypto/master-key.js';
 import { EncryptionMismatchError } from '../errors.js';
-import { packed, type PackedOptions } from '../layers/packed/packed.js';
+import { packed } from '../layers/packed/packed.js';
 import type { Context } from './command.js';
 import type { RemoteTarget } from './config.js';
 import { currentPassword, newPassword } from './password.js';
@@ -51,9 +51,7 @@ export async function initRemote(ctx: Context, target: RemoteTarget, kdf: Partia
     await raw.close();
     throw error;
   }
-  // `encryption` is the packed layer's option for an encrypted remote (issue 14).
-  const packOptions: PackedOptions = master === undefined ? {} : { encryption: master };
-  const store = target.packs ? packed(raw, packOptions) : raw;
+  const store = target.packs ? packed(raw, { encryption: master }) : raw;
   try {
     await store.hasMany([], { signal });
     for await (const _ of store.listRefs('', { signal })) break;

@@ -33,7 +33,7 @@ import { EncryptionMismatchError, isCairnError, NotFoundError } from '../errors.
 import { join } from 'node:path';
 import { layered, type LayeredStore } from '../layers/layered.js';
 import { diskIndexCache } from '../layers/packed/index-cache.js';
-import { packed, type PackedOptions } from '../layers/packed/packed.js';
+import { packed } from '../layers/packed/packed.js';
 import type { Store } from '../store.js';
 import type { Context } from './command.js';
 import { resolveConfig, type ConfigFlags, type RemoteTarget, type ResolvedConfig } from './config.js';
@@ -51,8 +51,6 @@ export interface Stores {
   readonly local: Store;
   /** The remote store, when one is configured. */
   readonly remote: Store | undefined;
-  /** The remote's backend store under its packed layer (where key records live), when one is configured. */
-  readonly remoteRaw: Store | undefined;
   /** Local layered over remote (reads fall through; writes are journaled for push), or local alone. */
   readonly main: Store;
   readonly layered: LayeredStore | undefined;
@@ -120,8 +118,6 @@ export interface OpenRemoteOptions {
 /** An opened remote, with what opening a `file://` one found damaged. */
 export interface OpenedRemote {
   readonly store: Store;
-  /** The backend store under the packed layer (`store` itself for a remote without packs). */
-  readonly raw: Store;
   readonly recovery: Readonly<RecoveryReport> | undefined;
 }
 
@@ -140,12 +136,10 @@ export async function openRemote(target: RemoteTarget, options: OpenRemoteOption
     await store.close();
     throw error;
   }
-  if (!target.packs) return { store, raw: store, recovery };
+  if (!target.packs) return { store, recovery };
   // Created on first use only: a command that fails on bad input leaves the local directory as it was.
   const indexCache = options.packIndexDir === undefined ? undefined : diskIndexCache(options.packIndexDir);
-  // `encryption` is the packed layer's option for an encrypted remote (issue 14).
-  const packOptions: PackedOptions = { indexCache, ...(encryption === undefined ? {} : { encryption }) };
-  return { store: packed(store, packOptions), raw: store, recovery };
+  return { store: packed(store, { indexCache, encryption }), recovery };
 }
 
 /**
@@ -258,7 +252,6 @@ export async function withStores<T>(ctx: Context, needs: StoreNeeds, fn: (stores
   }
   const local = await openLocal(config);
   let remote: Store | undefined;
-  let remoteRaw: Store | undefined;
   let remoteRecovery: Readonly<RecoveryReport> | undefined;
   try {
     // Objects written with no remote are journaled nowhere: no remote can be assumed to hold them all any more.
@@ -272,7 +265,6 @@ export async function withStores<T>(ctx: Context, needs: StoreNeeds, fn: (stores
         password: currentPassword(ctx),
       });
       remote = opened.store;
-      remoteRaw = opened.raw;
       remoteRecovery = opened.recovery;
     }
   } catch (error) {
@@ -286,7 +278,7 @@ export async function withStores<T>(ctx: Context, needs: StoreNeeds, fn: (stores
   const uploads = config.remote?.packs === true ? { batchSize: 4096, maxBatchBytes: 4 * 2 ** 20, checkRemoteMinBytes: 2 ** 20 + 1 } : {};
   const stack = remote === undefined ? undefined : layered({ upper: local, lower: remote, uploadOnWrite: false, ...uploads });
   try {
-    return await fn({ config, local, remote, remoteRaw, main: stack ?? local, layered: stack, remoteRecovery });
+    return await fn({ config, local, remote, main: stack ?? local, layered: stack, remoteRecovery });
   } finally {
     // Closing the layered store closes both stores, after its journal removals have finished.
     await Promise.allSettled(stack === undefined ? [local.close()] : [stack.close({ upload: false })]);

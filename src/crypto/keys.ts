@@ -302,20 +302,6 @@ export async function changePassword(store: Store, master: MasterKey, id: string
   return added;
 }
 
-/**
- * The hashes of the record objects every key ref names: a collector must
- * keep them, since the refs that hold them are Cairn's own (`.cairn/`) and
- * not roots of any snapshot.
- *
- * @example
- * ```ts
- * const keep = await keyRecordHashes(rawStore);
- * ```
- */
-export async function keyRecordHashes(store: Store, options: AbortOptions = {}): Promise<Hash[]> {
-  return (await keyRefs(store, options.signal)).map((ref) => ref.hash);
-}
-
 // ------------------------------------------------------------------ internals
 
 function checkId(id: unknown): asserts id is string {

@@ -11,7 +11,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { openDiskStore } from '../../src/backends/disk.js';
 import { memoryStore } from '../../src/backends/memory.js';
 import { KEY_REF_PREFIX } from '../../src/crypto/key-record.js';
-import { addKey, changePassword, initEncryption, isEncrypted, keyRecordHashes, listKeys, removeKey, unlock } from '../../src/crypto/keys.js';
+import { addKey, changePassword, initEncryption, isEncrypted, listKeys, removeKey, unlock } from '../../src/crypto/keys.js';
 import { MasterKey } from '../../src/crypto/master-key.js';
 import { ConflictError, CorruptStoreError, EncryptionMismatchError, IntegrityError, InvalidArgumentError, NotFoundError, WrongPasswordError } from '../../src/errors.js';
 import { hashBytes } from '../../src/hash.js';
@@ -219,16 +219,6 @@ describe.each(backends)('keys on a %s store', (_name, open) => {
       },
     });
     await expect(unlock(hostile, PASSWORD)).rejects.toThrow(/does not match its hash/);
-  });
-
-  it('keyRecordHashes lists the record every key ref names', async () => {
-    const store = await open();
-    const master = await initEncryption(store, PASSWORD, FAST);
-    await addKey(store, master, 'two', FAST);
-    const named: string[] = [];
-    for await (const ref of store.listRefs(KEY_REF_PREFIX)) named.push(ref.hash.toString());
-    expect((await keyRecordHashes(store)).map(String).sort()).toEqual(named.sort());
-    expect(named).toHaveLength(2);
   });
 });
 
